@@ -1,0 +1,5 @@
+"""cl: the small shared library behind the negatives study notebooks.
+
+One module per concern (see DESIGN.md): ``data``, ``augment``, ``models``, ``moco``,
+``losses``, ``negatives``, ``metrics``, ``semantics``, ``train``.
+"""
