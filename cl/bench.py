@@ -1,0 +1,130 @@
+"""``make bench``: throughput of the training step, of the augmentation, and of each strategy.
+
+Prints a table and writes ``runs/bench.json``:
+
+* MoCo v2 training-step images/s for the small CNN and ResNet-18 (CIFAR stem);
+* the batched on-device augmentation alone (images/s, two views each), and its ratio to
+  the training step (target: ≥ 10×, so it is never the bottleneck);
+* the same model and batch fed the usual way — torchvision per-sample transforms on PIL
+  images through a DataLoader, best of 0, 1 and 2 workers — and the speed-up of the
+  project's path (target: ≥ 2×);
+* the cost of every negative strategy relative to the plain MoCo step at K=4096 (targets:
+  ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×).
+
+Timings are medians over repeated steps after a warm-up, on whatever machine runs it.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2 as T
+
+from cl import augment
+from cl.study import RUNS
+from cl.train import Config, Study
+
+BASE = dict(train_subset=8192, test_subset=256, device="cpu", queue=4096, batch_size=256)
+STRATEGIES = {
+    "hardest 5% only": dict(select="hardest", select_fraction=0.05),
+    "easiest 95% only": dict(select="easiest", select_fraction=0.95),
+    "drop hardest 0.1%": dict(select="drop_hardest", select_fraction=0.001),
+    "random 5%": dict(select="random", select_fraction=0.05),
+    "drop same class": dict(select="drop_same_class"),
+    "debiased": dict(loss="debiased"),
+    "hard (HCL)": dict(loss="hard"),
+    "MoCHi N=1024 s=s'=256": dict(mochi_n=1024, mochi_s=256, mochi_s_prime=256),
+}
+
+
+def _median_seconds(fn, steps: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_seconds(study: Study, steps: int, warmup: int = 2) -> float:
+    """Median seconds of one full training step (augmentation included) of a Study."""
+    g = torch.Generator().manual_seed(0)
+    n = len(study.train_set)
+
+    def one():
+        study.train_step(torch.randint(n, (study.cfg.batch_size,), generator=g), epoch=10**6)
+    return _median_seconds(one, steps, warmup)
+
+
+def augment_images_per_second(study: Study, steps: int = 20) -> float:
+    batch = study.train_set.images[: study.cfg.batch_size]
+    return study.cfg.batch_size / _median_seconds(lambda: study.views(batch, study.generator), steps)
+
+
+class _PILTwoViews(torch.utils.data.Dataset):
+    """The usual way: PIL images, per-sample torchvision transforms, two views each."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, cfg: augment.AugmentConfig):
+        self.images, self.labels = images.cpu(), labels.cpu()
+        self.transform = T.Compose([
+            T.ToPILImage(), T.RandomResizedCrop(cfg.size, scale=cfg.crop_scale, antialias=False),
+            T.RandomHorizontalFlip(cfg.flip_p),
+            T.RandomApply([T.ColorJitter(cfg.brightness, cfg.contrast)], p=cfg.jitter_p),
+            T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(cfg.mean, cfg.std)])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x = self.images[i]
+        return self.transform(x), self.transform(x), self.labels[i], i
+
+
+def dataloader_step_seconds(study: Study, workers: int, steps: int) -> float:
+    """Median seconds per training step when batches come from a torchvision DataLoader."""
+    loader = DataLoader(_PILTwoViews(study.train_set.images, study.train_set.labels, study.aug_cfg),
+                        batch_size=study.cfg.batch_size, shuffle=True, num_workers=workers,
+                        drop_last=True, persistent_workers=workers > 0)
+    batches = iter(loader)
+
+    def one():
+        x1, x2, labels, idx = next(batches)
+        study.update(x1, x2, labels, idx, epoch=10**6)
+    return _median_seconds(one, steps)
+
+
+def main():
+    torch.manual_seed(0)
+    report = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+              "torch": torch.__version__}
+    print(f"benchmarking on {report['machine']} (torch {torch.__version__})", flush=True)
+    cnn = Study(Config.from_dict(BASE))
+    plain = step_seconds(cnn, steps=10)
+    report["small_cnn_step_images_per_second"] = BASE["batch_size"] / plain
+    resnet_cfg = {**BASE, "arch": "resnet18", "batch_size": 64}
+    resnet = Study(Config.from_dict(resnet_cfg))
+    report["resnet18_step_images_per_second"] = 64 / step_seconds(resnet, steps=3, warmup=1)
+    report["augment_images_per_second"] = augment_images_per_second(cnn)
+    report["augment_over_step"] = report["augment_images_per_second"] / report["small_cnn_step_images_per_second"]
+    loader = {w: dataloader_step_seconds(cnn, w, steps=8) for w in (0, 1, 2)}
+    best = min(loader, key=loader.get)
+    report["dataloader_step_images_per_second"] = {str(w): BASE["batch_size"] / s for w, s in loader.items()}
+    report["dataloader_best_workers"] = best
+    report["speedup_over_dataloader"] = loader[best] / plain
+    report["strategy_cost_over_plain_moco"] = {
+        name: step_seconds(Study(Config.from_dict({**BASE, **overrides})), steps=10) / plain
+        for name, overrides in STRATEGIES.items()}
+    print(json.dumps(report, indent=1))
+    RUNS.mkdir(exist_ok=True)
+    (RUNS / "bench.json").write_text(json.dumps(report, indent=1))
+    print(f"written to {RUNS / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Evaluation of a representation: kNN monitor, linear probe, alignment and uniformity.
+
+Protocols as peers use them (PAPERS.md §8): the kNN monitor of InstDisc (cosine
+similarity, k=200 neighbours, votes weighted by e^{s/0.1}) and a linear classifier trained
+on frozen features. Alignment and uniformity are Wang & Isola's (PAPERS.md §7).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def embed(fn, images: torch.Tensor, prepare, batch_size: int = 1024) -> torch.Tensor:
+    """``fn(prepare(images[i:j]))`` over the whole set in batches, L2-normalised, float32."""
+    out = [F.normalize(fn(prepare(images[i:i + batch_size])).float(), dim=1)
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor,
+                num_classes: int, k: int = 200, t: float = 0.1, chunk: int = 1024) -> torch.Tensor:
+    """Weighted kNN: each of the k most cosine-similar bank entries votes e^{s/t} for its label.
+
+    ``query`` (Q,d) and ``bank`` (N,d) are L2-normalised; returns predicted labels (Q,).
+    """
+    k = min(k, len(bank))
+    preds = []
+    for i in range(0, len(query), chunk):
+        sim, idx = (query[i:i + chunk] @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(sim), num_classes, device=query.device)
+        votes.scatter_add_(1, bank_labels[idx], (sim / t).exp())
+        preds.append(votes.argmax(1))
+    return torch.cat(preds)
+
+
+def knn_accuracy(train_feat, train_labels, test_feat, test_labels, num_classes: int,
+                 k: int = 200, t: float = 0.1) -> float:
+    """Top-1 accuracy (%) of ``knn_predict`` with the training set as the bank."""
+    pred = knn_predict(test_feat, train_feat, train_labels, num_classes, k, t)
+    return 100.0 * (pred == test_labels).float().mean().item()
+
+
+def linear_probe(train_feat, train_labels, test_feat, test_labels, num_classes: int,
+                 epochs: int = 100, lr: float = 1e-3, batch_size: int = 1024,
+                 weight_decay: float = 1e-6, seed: int = 0) -> float:
+    """Top-1 accuracy (%) of a linear classifier trained with Adam on frozen features.
+
+    Features are standardised with the training set's statistics first (the MoCo protocol's
+    lr=30 on raw features plays the same role); the classifier sees no augmentation.
+    """
+    g = torch.Generator().manual_seed(seed)
+    mean, std = train_feat.mean(0), train_feat.std(0) + 1e-6
+    xtr, xte = (train_feat - mean) / std, (test_feat - mean) / std
+    clf = torch.nn.Linear(xtr.shape[1], num_classes).to(xtr.device)
+    opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    with torch.enable_grad():
+        for _ in range(epochs):
+            perm = torch.randperm(len(xtr), generator=g).to(xtr.device)
+            for i in range(0, len(xtr), batch_size):
+                j = perm[i:i + batch_size]
+                loss = F.cross_entropy(clf(xtr[j]), train_labels[j])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            sched.step()
+    with torch.no_grad():
+        return 100.0 * (clf(xte).argmax(1) == test_labels).float().mean().item()
+
+
+def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2) -> float:
+    """align = E‖f(x) − f(x⁺)‖₂^α over positive pairs (rows of normalised z1, z2). Lower is better."""
+    return (z1 - z2).norm(dim=1).pow(alpha).mean().item()
+
+
+def uniformity(z: torch.Tensor, t: float = 2) -> float:
+    """uniform = log E_{x≠y} e^{−t‖f(x) − f(y)‖₂²} over distinct pairs of normalised z. Lower is better."""
+    return torch.pdist(z.float(), p=2).pow(2).mul(-t).exp().mean().log().item()

@@ -1,0 +1,157 @@
+"""MoCo v2 (Chen, Fan, Girshick, He 2020): the framework the study is built on.
+
+A query encoder f_q trained by gradient, a key encoder f_k that is its exponential moving
+average (θk ← m·θk + (1−m)·θq, updated before the key forward, no gradient), and a FIFO
+queue of K past keys that serve as negatives. The queue also remembers each key's label
+and data-set index, which the same-class oracle (Cai et al.) and the WordNet analysis use.
+
+``MoCo.forward`` returns the similarities of the loss contract (DESIGN.md): ``pos`` (B,)
+and ``neg`` (B, K); the loss is computed outside, then ``enqueue`` is called, so any
+objective of ``cl.losses`` and any selection of ``cl.negatives`` plugs in between.
+
+Batch norm: the key batch is shuffled before f_k so that the query and its key never sit
+in the same BN group (shuffle BN). Across ranks under ``torchrun`` the shuffle is global,
+as in the official code; on one device it matters together with ``SplitBatchNorm``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+@torch.no_grad()
+def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``x`` concatenated along dim 0 (identity on one process)."""
+    if not distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def shuffle_batch(x: torch.Tensor, generator: torch.Generator | None = None):
+    """Shuffle a batch across all ranks (or within the device); returns (x_shuffled, undo index)."""
+    gathered = concat_all_gather(x)
+    n = x.shape[0]
+    perm = torch.randperm(gathered.shape[0], generator=generator).to(x.device)
+    if distributed():
+        dist.broadcast(perm, src=0)
+        rank = dist.get_rank()
+    else:
+        rank = 0
+    undo = torch.argsort(perm)
+    return gathered[perm[rank * n:(rank + 1) * n]], undo
+
+
+@torch.no_grad()
+def unshuffle_batch(x: torch.Tensor, undo: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``shuffle_batch`` for this rank's rows."""
+    gathered = concat_all_gather(x)
+    rank = dist.get_rank() if distributed() else 0
+    n = x.shape[0]
+    return gathered[undo[rank * n:(rank + 1) * n]]
+
+
+class Pair(NamedTuple):
+    """A query batch, its positive keys, and their similarities (pos (B,), neg (B,K))."""
+    q: torch.Tensor
+    k: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+
+
+class MoCo(nn.Module):
+    """Query encoder, momentum key encoder and a labelled FIFO queue of keys."""
+
+    def __init__(self, encoder: nn.Module, dim: int, K: int = 4096, m: float = 0.99,
+                 shuffle_bn: bool = True):
+        super().__init__()
+        self.K, self.m, self.shuffle_bn = K, m, shuffle_bn
+        self.encoder_q = encoder
+        self.encoder_k = copy.deepcopy(encoder)
+        for p in self.encoder_k.parameters():
+            p.requires_grad = False
+        self.register_buffer("queue", F.normalize(torch.randn(K, dim), dim=1))
+        self.register_buffer("queue_labels", torch.full((K,), -1, dtype=torch.long))
+        self.register_buffer("queue_index", torch.full((K,), -1, dtype=torch.long))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def momentum_update(self):
+        """θk ← m·θk + (1−m)·θq; buffers (BN running statistics) are copied."""
+        for pk, pq in zip(self.encoder_k.parameters(), self.encoder_q.parameters()):
+            pk.mul_(self.m).add_(pq.detach(), alpha=1 - self.m)
+        for bk, bq in zip(self.encoder_k.buffers(), self.encoder_q.buffers()):
+            bk.copy_(bq)
+
+    @torch.no_grad()
+    def keys(self, x_k: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalised keys of f_k, computed on a shuffled batch when ``shuffle_bn``."""
+        if not self.shuffle_bn:
+            return F.normalize(self.encoder_k(x_k), dim=1)
+        x, undo = shuffle_batch(x_k, generator)
+        return unshuffle_batch(F.normalize(self.encoder_k(x), dim=1), undo)
+
+    def contrast(self, q: torch.Tensor, k: torch.Tensor):
+        """pos (B,) = q·k and neg (B,K) = q·queueᵀ: the similarities of the loss contract."""
+        return (q * k).sum(1), q @ self.queue.clone().T
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, symmetric: bool = False,
+                generator: torch.Generator | None = None) -> list[Pair]:
+        """One momentum update, then the (query, key) pairs of the step.
+
+        Asymmetric (MoCo): q = f_q(x1) against k = f_k(x2). Symmetric (the CIFAR demo's
+        option): also q = f_q(x2) against k = f_k(x1); the loss is the sum over pairs.
+        """
+        self.momentum_update()
+        views = [(x1, x2), (x2, x1)] if symmetric else [(x1, x2)]
+        pairs = []
+        for x_q, x_k in views:
+            q = F.normalize(self.encoder_q(x_q), dim=1)
+            k = self.keys(x_k, generator)
+            pairs.append(Pair(q, k, *self.contrast(q, k)))
+        return pairs
+
+    @torch.no_grad()
+    def enqueue(self, k: torch.Tensor, labels: torch.Tensor, index: torch.Tensor):
+        """Replace the oldest keys by this step's keys (of all ranks), with their labels and indices."""
+        k, labels, index = concat_all_gather(k), concat_all_gather(labels), concat_all_gather(index)
+        n = k.shape[0]
+        if n > self.K:
+            raise ValueError(f"{n} keys per step do not fit in a queue of K={self.K}")
+        slots = (self.queue_ptr + torch.arange(n, device=k.device)) % self.K
+        self.queue[slots] = k.to(self.queue.dtype)
+        self.queue_labels[slots] = labels
+        self.queue_index[slots] = index
+        self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
+
+
+def batch_pairs(z: torch.Tensor, labels: torch.Tensor):
+    """The SimCLR source of negatives, as DCL and HCL were published: in-batch views.
+
+    ``z`` (2B, d) holds the normalised embeddings of view 1 then view 2 of B images, and
+    ``labels`` (2B,) their labels. Each of the 2B anchors has its other view as positive and
+    the remaining 2B−2 views as negatives. Returns pos (2B,), neg (2B, 2B−2) and the labels
+    of those negatives (2B, 2B−2), for the same-class oracle.
+    """
+    n = z.shape[0]
+    b = n // 2
+    partner = torch.arange(n, device=z.device).roll(b)
+    sim = z @ z.T
+    pos = sim[torch.arange(n, device=z.device), partner]
+    others = torch.ones(n, n, dtype=torch.bool, device=z.device)
+    others.fill_diagonal_(False)
+    others[torch.arange(n, device=z.device), partner] = False
+    neg = sim[others].view(n, n - 2)
+    neg_labels = labels[None, :].expand(n, n)[others].view(n, n - 2)
+    return pos, neg, neg_labels

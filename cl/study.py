@@ -1,0 +1,130 @@
+"""Running the study: notebooks executed with papermill, HTML exports, the summary table.
+
+``python -m cl.study run --scale cpu``   executes every notebook in order into runs/
+``python -m cl.study prepare --scale smoke``  writes the notebooks with the smoke
+parameters injected (what ``make test`` hands to nbval)
+
+Where things go: ``runs/<scale>/<run name>/`` for a training run (config.yaml,
+checkpoint.pt, metrics.json), ``runs/<scale>/notebooks/`` for executed notebooks and
+their HTML, ``runs/summary.csv`` (cpu) or ``runs/<scale>/summary.csv`` (other scales).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+PARAMS = ROOT / "params"
+RUNS = ROOT / "runs"
+SCALES = ("smoke", "cpu", "gpu")
+SUMMARY_COLUMNS = ["run", "notebook", "method", "dataset", "epochs", "seed", "knn_top1",
+                   "linear_top1", "alignment", "uniformity", "train_seconds", "images_per_second"]
+
+
+def notebooks() -> list[Path]:
+    """The notebooks' py:percent sources, in the study's order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+
+
+def parameters(scale: str, notebook: str) -> dict:
+    """The papermill parameters of a notebook at a scale (params/<scale>/<notebook>.yaml)."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}: use one of {SCALES}")
+    path = PARAMS / scale / f"{notebook}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no parameters for {notebook} at scale {scale}: write {path}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def run_dir(scale: str, name: str) -> Path:
+    """Where a training run of a notebook lives."""
+    return RUNS / scale / name
+
+
+def _ipynb(py: Path, out: Path) -> Path:
+    import jupytext
+    out.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(jupytext.read(py), out, fmt="ipynb")
+    return out
+
+
+def prepare(scale: str) -> list[Path]:
+    """The notebooks with the scale's parameters injected, not executed (for nbval)."""
+    import papermill
+    out_dir = RUNS / scale / "notebooks"
+    written = []
+    for py in notebooks():
+        src = _ipynb(py, out_dir / "source" / f"{py.stem}.ipynb")
+        dst = out_dir / f"{py.stem}.ipynb"
+        papermill.execute_notebook(src, dst, parameters=parameters(scale, py.stem),
+                                   prepare_only=True, cwd=NOTEBOOKS, log_output=False)
+        written.append(dst)
+    return written
+
+
+def execute(scale: str, only: list[str] | None = None) -> None:
+    """Execute the notebooks in order with papermill, export each to HTML, write the summary."""
+    import nbconvert
+    import papermill
+    out_dir = RUNS / scale / "notebooks"
+    for py in notebooks():
+        if only and py.stem not in only:
+            continue
+        start = time.perf_counter()
+        print(f"== {py.stem} ({scale})", flush=True)
+        src = _ipynb(py, out_dir / "source" / f"{py.stem}.ipynb")
+        dst = out_dir / f"{py.stem}.ipynb"
+        papermill.execute_notebook(src, dst, parameters=parameters(scale, py.stem), cwd=NOTEBOOKS,
+                                   progress_bar=True, kernel_name="python3")
+        html, _ = nbconvert.HTMLExporter().from_filename(str(dst))
+        dst.with_suffix(".html").write_text(html)
+        print(f"   done in {time.perf_counter() - start:.0f} s: {dst.relative_to(ROOT)}", flush=True)
+    path = write_summary(scale)
+    print(f"summary: {path.relative_to(ROOT)}")
+
+
+def summary_rows(scale: str) -> list[dict]:
+    """One row per finished training run of the scale, with the columns of SUMMARY_COLUMNS."""
+    rows = []
+    for path in sorted((RUNS / scale).glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        if not m.get("finished"):
+            continue
+        cfg, final = m["config"], m["final"]
+        rows.append({"run": m["run"], "notebook": m["notebook"], "method": m["method"],
+                     "dataset": cfg["dataset"], "epochs": cfg["epochs"], "seed": cfg["seed"],
+                     **{k: final[k] for k in SUMMARY_COLUMNS[6:]}})
+    return rows
+
+
+def write_summary(scale: str) -> Path:
+    import pandas as pd
+    path = RUNS / "summary.csv" if scale == "cpu" else RUNS / scale / "summary.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(summary_rows(scale), columns=SUMMARY_COLUMNS).to_csv(path, index=False, float_format="%.4f")
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "prepare", "summary"])
+    parser.add_argument("--scale", default="cpu", choices=SCALES)
+    parser.add_argument("--only", nargs="*", help="notebook names (default: all, in order)")
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        execute(args.scale, args.only)
+    elif args.action == "prepare":
+        for p in prepare(args.scale):
+            print(p.relative_to(ROOT))
+    else:
+        print(write_summary(args.scale))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The training loop: config validation, checkpoint and resume, reuse, bad input."""
+import json
+
+import pytest
+import torch
+import yaml
+
+from cl import train
+from cl.train import Config, ConfigError, TrainingDiverged
+
+TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
+            epochs=2, monitor_bank=128, linear_epochs=30, device="cpu")
+
+
+def test_unknown_key_names_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown parameter 'lrr' \(did you mean 'lr'\?\).*valid parameters:.*epochs"):
+        Config.from_dict({"lrr": 0.1})
+
+
+@pytest.mark.parametrize("key, value", [("epochs", "ten"), ("lr", "0.1"), ("symmetric", 1), ("epochs", 2.5)])
+def test_wrong_type_fails(key, value):
+    with pytest.raises(ConfigError, match=f"parameter '{key}' must be"):
+        Config.from_dict({key: value})
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    (dict(queue=128, batch_size=256), "smaller than the 256 keys enqueued per step"),
+    (dict(queue=300, batch_size=256, symmetric=True), r"× 2 views"),
+    (dict(t=0.0), "temperature t must be positive"),
+    (dict(tau_plus=1.0), r"class prior in \[0, 1\)"),
+    (dict(batch_size=100, bn_splits=8), "split into bn_splits=8"),
+    (dict(loss="supcon"), "use source='batch'"),
+    (dict(loss="infonce"), "loss must be one of"),
+    (dict(mochi_s=4, mochi_n=1), "mochi_n ≥ 2"),
+])
+def test_impossible_values_fail_with_the_reason(overrides, reason):
+    with pytest.raises(ConfigError, match=reason):
+        Config.from_dict(overrides)
+
+
+def test_int_is_accepted_for_a_float_and_stored_as_float():
+    assert Config.from_dict({"lr": 1}).lr == 1.0 and isinstance(Config.from_dict({"lr": 1}).lr, float)
+
+
+def test_yaml_is_read_with_the_safe_loader(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("epochs: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(yaml.YAMLError):
+        train.load_config(path)
+
+
+def test_cosine_lr_schedule():
+    cfg = Config.from_dict(dict(lr=0.1, epochs=10))
+    assert train.cosine_lr(cfg, 0.0) == pytest.approx(0.1)
+    assert train.cosine_lr(cfg, 0.5) == pytest.approx(0.05)
+    assert train.cosine_lr(cfg, 1.0) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    return run_dir, train.run(TINY, run_dir, notebook="test", method="moco", progress=False)
+
+
+def test_a_run_writes_metrics_per_epoch_and_final(finished):
+    run_dir, result = finished
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["finished"] and saved["method"] == "moco" and len(saved["epochs"]) == 2
+    for row in saved["epochs"]:
+        assert {"loss", "knn_top1", "alignment", "uniformity", "images_per_second", "negatives"} <= row.keys()
+        assert 0 <= row["knn_top1"] <= 100 and row["images_per_second"] > 0
+    final = saved["final"]
+    assert 10 < final["knn_top1"] <= 100 and 10 < final["linear_top1"] <= 100
+    assert 0 <= final["alignment"] <= 4 and final["uniformity"] < 0
+
+
+def test_a_finished_run_is_reused_not_retrained(finished, monkeypatch):
+    run_dir, result = finished
+    monkeypatch.setattr(train, "Study", lambda cfg: pytest.fail("a finished run was retrained"))
+    assert train.run(TINY, run_dir, progress=False)["final"] == result["final"]
+
+
+def test_a_run_directory_of_another_config_is_refused(finished):
+    run_dir, _ = finished
+    with pytest.raises(ConfigError, match=r"different config \(lr: 0.06 → 0.5\)"):
+        train.run({**TINY, "lr": 0.5}, run_dir, progress=False)
+
+
+def test_a_checkpoint_of_another_config_is_refused(finished, tmp_path):
+    run_dir, _ = finished
+    study = train.Study(Config.from_dict({**TINY, "t": 0.2}))
+    with pytest.raises(ConfigError, match=r"checkpoint .* different config \(t: 0.1 → 0.2\)"):
+        study.load(run_dir / "checkpoint.pt")
+
+
+def test_interrupted_run_resumes_to_the_same_weights(finished, tmp_path, monkeypatch):
+    run_dir, result = finished
+    resumed = tmp_path / "resumed"
+    original = train.Study.train_epoch
+
+    def interrupt_in_second_epoch(self, epoch, bar):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, bar)
+
+    monkeypatch.setattr(train.Study, "train_epoch", interrupt_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(TINY, resumed, progress=False)
+    assert torch.load(resumed / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(train.Study, "train_epoch", original)
+    again = train.run(TINY, resumed, progress=False)
+    a = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+    assert again["final"]["knn_top1"] == result["final"]["knn_top1"]
+
+
+def test_nan_loss_stops_clearly_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    run_dir = tmp_path / "nan"
+    original, calls = train.objective, []
+
+    def nan_from_the_ninth_step(cfg, pos, neg):  # 8 steps per epoch: the 9th is epoch 2, step 1
+        calls.append(1)
+        loss = original(cfg, pos, neg)
+        return loss * float("nan") if len(calls) > 8 else loss
+
+    monkeypatch.setattr(train, "objective", nan_from_the_ninth_step)
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, step 1: lower lr"):
+        train.run(TINY, run_dir, progress=False)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_command_line_entry(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
+    train.main([str(cfg), "--run-dir", str(tmp_path / "cli")])
+    assert "knn_top1" in json.loads(capsys.readouterr().out)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epoch: 3\n")
+    with pytest.raises(SystemExit, match="unknown parameter 'epoch'"):
+        train.main([str(bad)])
