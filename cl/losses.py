@@ -1,0 +1,172 @@
+"""Every objective of the study as a pure function of similarities.
+
+The contract (DESIGN.md) that makes the methods comparable and testable::
+
+    pos: (B,)   cosine similarity of each query with its positive key
+    neg: (B, K) cosine similarity of each query with each negative; -inf = removed
+    t:   temperature;  N_i = number of finite entries of row i
+
+A removed negative (``-inf``) contributes ``e^{-inf} = 0`` to every sum and is not
+counted in ``N_i``, so a loss on a row with removed entries equals the loss on the
+row without them; this is what lets the selections of ``cl.negatives`` compose with
+every loss here.
+
+Inputs may be bf16 or float32 on any device; the losses are computed in (at least)
+float32, in log space, so that ``e^{s/t}`` neither overflows nor underflows even for
+small temperatures.
+"""
+
+import math
+
+import torch
+
+
+def info_nce(pos, neg, t):
+    """InfoNCE, the MoCo loss: cross-entropy over ``[pos, neg] / t`` with target 0,
+
+        L = −log( e^{pos/t} / (e^{pos/t} + Σ_k e^{neg_k/t}) ),
+
+    averaged over the batch.
+    """
+    pos, neg, _ = _validated(pos, neg, t)
+    logits = torch.cat([pos[:, None], neg], dim=1) / t
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def debiased(pos, neg, t, tau_plus):
+    """Debiased contrastive loss, DCL (Chuang et al. 2020), the official estimator:
+
+        Ng = max( (Σ_i e^{s(u_i)/t} − τ⁺·N·(1/M)Σ_j e^{s(v_j)/t}) / (1 − τ⁺),  N·e^{−1/t} )
+        L  = −log( e^{pos/t} / (e^{pos/t} + Ng) )
+
+    with N = N_i, the finite negatives of the row, and τ⁺ the class prior.
+    τ⁺ = 0 gives back ``info_nce``.
+
+    ``pos`` is (B,) for the official form (M = 1) or (B, M) for M positives per query
+    (the paper's semi-supervised form). With M positives the τ⁺ term uses the mean
+    (1/M)Σ_j e^{s(v_j)/t}, and the loss is the mean over the M positives of
+    −log( e^{s(v_j)/t} / (e^{s(v_j)/t} + Ng) ), every one with the row's single Ng;
+    (B, 1) is the same as (B,).
+    """
+    pos, neg, n = _validated(pos, neg, t, several_positives=True)
+    _check_tau_plus(tau_plus)
+    log_negative_mass = torch.logsumexp(neg / t, dim=1)  # log Σ_i e^{s(u_i)/t}
+    return _debiased_loss(pos / t, log_negative_mass, n, t, tau_plus)
+
+
+def hard(pos, neg, t, tau_plus, beta):
+    """Hard negative sampling, HCL (Robinson et al. 2021), the official estimator:
+
+        imp_i    = e^{β·s(u_i)/t}
+        reweight = Σ_i imp_i·e^{s(u_i)/t} / ((1/N)Σ_i imp_i)
+        Ng       = max( (reweight − τ⁺·N·e^{pos/t}) / (1 − τ⁺),  N·e^{−1/t} )
+        L        = −log( e^{pos/t} / (e^{pos/t} + Ng) )
+
+    β multiplies the temperature-scaled similarity and the weights are self-normalised
+    by their mean over the row's N finite negatives, as in the official code. β = 0
+    gives back ``debiased`` exactly. ``pos`` may be (B, M) as in ``debiased``.
+    """
+    pos, neg, n = _validated(pos, neg, t, several_positives=True)
+    _check_tau_plus(tau_plus)
+    logits = neg / t
+    # log imp, with removed negatives kept at weight 0 (β·(−inf) would be nan for β = 0).
+    log_importance = torch.where(torch.isfinite(neg), beta * logits, -math.inf)
+    log_mean_importance = torch.logsumexp(log_importance, dim=1) - torch.log(n)
+    log_reweighted_mass = torch.logsumexp(log_importance + logits, dim=1) - log_mean_importance
+    return _debiased_loss(pos / t, log_reweighted_mass, n, t, tau_plus)
+
+
+def supcon(z, labels, t, base_t=None):
+    """Supervised contrastive loss L_out (Khosla et al. 2020, eq. 2):
+
+        L_out = mean_i −(1/|P(i)|) Σ_{p∈P(i)} log( e^{z_i·z_p/t} / Σ_{a≠i} e^{z_i·z_a/t} )
+
+    over ``z`` (n_views·B, d), L2-normalised rows (every view of every sample), and
+    ``labels`` (n_views·B,). P(i) are the other rows with i's label (its other views
+    included). Scaled by t / base_t as the official code does (base_t defaults to t:
+    factor 1).
+
+    Anchors with no positive (a label seen once, only possible with a single view) are
+    left out of the mean; the official code counts them as zero loss instead. With
+    ≥ 2 views every anchor has a positive and the two agree.
+    """
+    base_t = t if base_t is None else base_t
+    _check_temperature(t)
+    _check_temperature(base_t, name="base_t")
+    if z.dim() != 2 or labels.shape != (z.shape[0],):
+        raise ValueError(
+            f"supcon needs z of shape (n, d) and labels of shape (n,); "
+            f"got z {tuple(z.shape)} and labels {tuple(labels.shape)}"
+        )
+    z = _at_least_float32(z)
+    is_self = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+    logits = (z @ z.T / t).masked_fill(is_self, -math.inf)
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    is_positive = (labels[:, None] == labels[None, :]) & ~is_self
+    n_positives = is_positive.sum(dim=1)
+    has_positive = n_positives > 0
+    if not has_positive.any():
+        raise ValueError("supcon: no anchor has a positive (every label occurs once); pass ≥ 2 views")
+    sum_log_prob_positives = torch.where(is_positive, log_prob, 0.0).sum(dim=1)
+    mean_log_prob_positives = sum_log_prob_positives[has_positive] / n_positives[has_positive]
+    return -(t / base_t) * mean_log_prob_positives.mean()
+
+
+def _debiased_loss(pos_logits, log_negative_mass, n, t, tau_plus):
+    """The debiasing that DCL and HCL share, in log space:
+
+        Ng = max( (mass − τ⁺·N·(1/M)Σ_j e^{pos_j/t}) / (1 − τ⁺),  N·e^{−1/t} )
+        L  = mean_{i,j} −log( e^{pos_ij/t} / (e^{pos_ij/t} + Ng_i) )
+
+    ``pos_logits`` (B, M) = pos / t, ``log_negative_mass`` (B,) = log mass, ``n`` (B,) = N.
+    """
+    log_mean_pos = torch.logsumexp(pos_logits, dim=1) - math.log(pos_logits.shape[1])
+    log_correction = torch.log(tau_plus * n) + log_mean_pos  # −inf when τ⁺ = 0
+    log_estimate = _log_subtract_exp(log_negative_mass, log_correction) - math.log1p(-tau_plus)
+    log_ng = torch.maximum(log_estimate, torch.log(n) - 1 / t)
+    return (torch.logaddexp(pos_logits, log_ng[:, None]) - pos_logits).mean()
+
+
+def _log_subtract_exp(log_a, log_b):
+    """log(e^{log_a} − e^{log_b}) where it is positive, −inf elsewhere (there the clamp
+    of ``_debiased_loss`` takes over); exactly log_a when log_b = −inf."""
+    positive = log_a > log_b
+    # Off the positive branch use a gap of −inf so that log1p stays finite, and so do its gradients.
+    gap = torch.where(positive, log_b - log_a, -math.inf)
+    return torch.where(positive, log_a + torch.log1p(-torch.exp(gap)), -math.inf)
+
+
+def _validated(pos, neg, t, several_positives=False):
+    """Check the contract; return pos ((B, M) when several_positives) and neg in at least
+    float32, and N_i, the finite entries per row, as a float (B,)."""
+    _check_temperature(t)
+    if neg.dim() != 2:
+        raise ValueError(f"neg must be (B, K), got shape {tuple(neg.shape)}")
+    pos_dims = (1, 2) if several_positives else (1,)
+    if pos.dim() not in pos_dims or pos.shape[0] != neg.shape[0]:
+        expected = "(B,) or (B, M)" if several_positives else "(B,)"
+        raise ValueError(
+            f"pos must be {expected} with B = neg.shape[0] = {neg.shape[0]}, got shape {tuple(pos.shape)}"
+        )
+    n = torch.isfinite(neg).sum(dim=1)
+    if (n == 0).any():
+        empty = torch.nonzero(n == 0).flatten().tolist()
+        raise ValueError(f"rows {empty[:10]} of neg have no finite negative; keep at least one per row")
+    pos = _at_least_float32(pos)
+    if several_positives and pos.dim() == 1:
+        pos = pos[:, None]
+    return pos, _at_least_float32(neg), n.to(pos.dtype)
+
+
+def _check_temperature(t, name="temperature t"):
+    if not t > 0:
+        raise ValueError(f"{name} must be > 0, got {t}")
+
+
+def _check_tau_plus(tau_plus):
+    if not 0 <= tau_plus < 1:
+        raise ValueError(f"tau_plus is a class prior and must be in [0, 1), got {tau_plus}")
+
+
+def _at_least_float32(x):
+    return x.to(torch.promote_types(x.dtype, torch.float32))

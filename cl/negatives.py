@@ -1,0 +1,249 @@
+"""Which negatives matter: per-query difficulty, subsets of the queue, mixing.
+
+- ``difficulty_rank`` and ``select``: Cai et al. (2020) rank the negatives of each query
+  over the queue by difficulty (the query-negative cosine similarity) and train on a
+  subset of them. A dropped negative becomes ``-inf`` in ``neg`` (see ``cl.losses``).
+- ``difficulty_bands``: what the difficulty bands hold and how much of the gradient
+  they carry, for logging.
+- ``mochi`` and ``mochi_logits``: hard negative mixing (Kalantidis et al. 2020).
+
+Ranks are per row and over finite entries only, so every function accepts rows that
+already contain removed (``-inf``) entries: an unfilled queue, an earlier selection.
+Ties in similarity go to the lower queue index (it counts as the harder one).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+MODES = ("all", "hardest", "drop_hardest", "easiest", "random", "drop_same_class")
+KEEP_MODES = ("hardest", "easiest", "random")  # fraction = the share of the row kept
+DROP_MODES = ("drop_hardest",)  # fraction = the share of the row removed
+
+# Band edges on r / N, r = 0 the hardest of a row's N finite negatives (see difficulty_bands).
+BAND_EDGES = (0.0, 0.001, 0.01, 0.05, 0.5, 1.0)
+BAND_NAMES = ("hardest 0.1%", "0.1-1%", "1-5%", "5-50%", "easiest 50%")
+HISTOGRAM_BINS = 40  # over [-1, 1]
+
+# f·N within this of an integer counts as that integer: 0.07·100 = 7.000000000000001 is 7.
+_INTEGER_SLACK = 1e-9
+
+
+def kept_count(n_finite, mode, fraction=None):
+    """How many of a row's ``n_finite`` (N) finite negatives ``select`` keeps.
+
+    The rounding always errs towards keeping, and a non-empty row keeps at least one:
+
+        all                        N
+        hardest, easiest, random   min(N, max(1, ⌈f·N⌉))    at least the fraction f is kept
+        drop_hardest               max(1, N − ⌊f·N⌋)         at most the fraction f is removed
+
+    and a row with N = 0 keeps 0; f·N within 1e-9 of an integer counts as that integer.
+    ``n_finite`` is an int (returns an int) or an integer tensor of per-row counts
+    (returns a long tensor). ``drop_same_class`` keeps a label-dependent number and has
+    no count here.
+    """
+    _check_mode(mode, fraction)
+    n = torch.as_tensor(n_finite, dtype=torch.float64)
+    if mode == "all":
+        keep = n
+    elif mode in KEEP_MODES:
+        keep = torch.ceil(fraction * n - _INTEGER_SLACK)
+    elif mode in DROP_MODES:
+        keep = n - torch.floor(fraction * n + _INTEGER_SLACK)
+    else:
+        raise ValueError(f"mode {mode!r} keeps a label-dependent number of negatives; kept_count covers the others")
+    keep = torch.minimum(keep.clamp(min=1), n).long()
+    return keep if isinstance(n_finite, torch.Tensor) else int(keep)
+
+
+def difficulty_rank(neg):
+    """Rank of each negative within its row, 0 = hardest (most similar to the query).
+
+    Finite entries of a row with N of them get the ranks 0..N−1; removed entries
+    (−inf) rank after them. Ties go to the lower index. (B, K) long, no gradient.
+    """
+    return _rank_within_rows(neg, torch.isfinite(neg))
+
+
+def select(neg, mode, fraction=None, *, labels=None, queue_labels=None, generator=None):
+    """The subset of each query's negatives that the loss sees (Cai et al. 2020).
+
+    Returns ``neg`` with the dropped entries set to −inf; the kept entries keep their
+    gradient. Per row, over its N finite entries, ranked by ``difficulty_rank``:
+
+        all              keep everything (returns ``neg`` itself)
+        hardest          keep the kept_count hardest              (fraction = share kept)
+        drop_hardest     remove the ⌊f·N⌋ hardest                 (fraction = share removed)
+        easiest          keep the kept_count easiest              (fraction = share kept)
+        random           keep kept_count uniformly at random      (fraction = share kept; the control)
+        drop_same_class  remove every negative whose ``queue_labels`` entry equals the query's
+                         ``labels`` entry (the oracle); a row that would be emptied keeps its
+                         easiest same-class negative, the one that pushes the query least.
+
+    Counts follow ``kept_count``. ``random`` draws from ``generator`` (on neg's device)
+    when one is given.
+    """
+    _check_mode(mode, fraction)
+    if mode == "all":
+        return neg
+    if neg.dim() != 2:
+        raise ValueError(f"neg must be (B, K), got shape {tuple(neg.shape)}")
+    with torch.no_grad():
+        finite = torch.isfinite(neg)
+        n_finite = finite.sum(dim=1, keepdim=True)
+        if mode == "drop_same_class":
+            keep = _keep_other_classes(neg, finite, n_finite, labels, queue_labels)
+        else:
+            n_keep = kept_count(n_finite, mode, fraction)
+            if mode == "random":
+                scores = torch.rand(neg.shape, generator=generator, device=neg.device)
+                keep = _rank_within_rows(scores, finite) < n_keep
+            elif mode == "hardest":
+                keep = difficulty_rank(neg) < n_keep
+            else:  # easiest, drop_hardest: ranks N − n_keep .. N − 1 (ranks ≥ N are −inf already)
+                keep = difficulty_rank(neg) >= n_finite - n_keep
+    return neg.masked_fill(~keep, -math.inf)
+
+
+@torch.no_grad()
+def difficulty_bands(pos, neg, t, same_class=None):
+    """Statistics of the negatives by difficulty, for logging (no gradient).
+
+    Bands: a row with N finite negatives, ranked r = 0 (hardest) .. N−1, puts rank r in
+    band b when ⌊e_b·N⌋ ≤ r < ⌊e_{b+1}·N⌋ for e = BAND_EDGES = 0, 0.1%, 1%, 5%, 50%, 100%
+    (names in BAND_NAMES). A band holds whole entries only, so it can be empty: with
+    N = 100 the hardest 0.1% is empty and the 0.1-1% band is the single hardest. The
+    hardest band is exactly what ``select(neg, "drop_hardest", 0.001)`` removes.
+
+    Gradient share: for InfoNCE, ∂L/∂(neg_k/t) = p_k, the softmax probability of
+    negative k over ``[pos, neg] / t``. The share of band b is Σ_{rows, k∈b} p_k over
+    Σ_{rows, k} p_k, pooled over the batch; the shares sum to 1 (empty band: 0).
+
+    Returns a JSON-serialisable dict:
+        histogram_edges (41 floats), histogram_counts (40 ints): finite similarities over [-1, 1]
+        band_names, band_counts (entries over the batch), gradient_share
+        same_class_fraction: per band, the fraction of its entries that are same-class
+            according to the (B, K) bool mask ``same_class``; None for an empty band or
+            when no mask is given.
+    """
+    pos, neg = pos.float(), neg.float()
+    finite = torch.isfinite(neg)
+    band = _band_index(difficulty_rank(neg), finite.sum(dim=1, keepdim=True))[finite]
+    n_bands = len(BAND_NAMES)
+
+    probabilities = torch.softmax(torch.cat([pos[:, None], neg], dim=1) / t, dim=1)[:, 1:]
+    mass = torch.bincount(band, weights=probabilities[finite].double(), minlength=n_bands)
+    counts = torch.bincount(band, minlength=n_bands)
+
+    if same_class is None:
+        same_class_fraction = [None] * n_bands
+    else:
+        same = torch.bincount(band, weights=same_class[finite].double(), minlength=n_bands)
+        same_class_fraction = [s / c if c else None for s, c in zip(same.tolist(), counts.tolist())]
+
+    similarities = neg[finite].clamp(-1.0, 1.0)
+    histogram = torch.histc(similarities, bins=HISTOGRAM_BINS, min=-1.0, max=1.0)
+    return {
+        "histogram_edges": torch.linspace(-1.0, 1.0, HISTOGRAM_BINS + 1).tolist(),
+        "histogram_counts": [int(c) for c in histogram.tolist()],
+        "band_names": list(BAND_NAMES),
+        "band_counts": counts.tolist(),
+        "gradient_share": (mass / mass.sum()).tolist(),
+        "same_class_fraction": same_class_fraction,
+    }
+
+
+def mochi(q, queue, n_hard, s, s_prime, generator=None, *, return_coefficients=False):
+    """Synthetic hard negatives by mixing, MoCHi (Kalantidis et al. 2020), per query:
+
+        Q̃   = the n_hard negatives of ``queue`` most similar to q
+        h_k  = normalize(α_k·n_i + (1 − α_k)·n_j),  n_i, n_j ∈ Q̃, i ≠ j,  α_k ~ U[0, 1),  k ≤ s
+        h′_k = normalize(β_k·q + (1 − β_k)·n_j),    n_j ∈ Q̃,  β_k ~ U[0, 0.5),            k ≤ s′
+
+    q (B, d) and queue (K, d) are L2-normalised. Returns (B, s + s′, d) unit vectors,
+    the s mixes of two hard negatives then the s′ mixes with the query (query share
+    below one half), in q's dtype and without gradient (computed under no_grad: the
+    query is detached inside the mixing, as in the paper). Append them to the query's
+    row with ``mochi_logits``; s = s′ = 0 gives (B, 0, d). The random draws use
+    ``generator`` (on q's device) when given.
+
+    With ``return_coefficients=True`` returns ``(synthetic, alpha, beta)``, alpha (B, s)
+    and beta (B, s′). The caller skips synthesis during the warm-up epochs.
+    """
+    if q.dim() != 2 or queue.dim() != 2 or q.shape[1] != queue.shape[1]:
+        raise ValueError(f"mochi needs q (B, d) and queue (K, d); got {tuple(q.shape)} and {tuple(queue.shape)}")
+    if not 2 <= n_hard <= queue.shape[0]:
+        raise ValueError(f"n_hard must be in [2, K = {queue.shape[0]}] (a pair needs two), got {n_hard}")
+    if s < 0 or s_prime < 0:
+        raise ValueError(f"s and s_prime count synthetic negatives and must be >= 0, got {s} and {s_prime}")
+    with torch.no_grad():
+        query, keys = q.float(), queue.float()
+        hardest = (query @ keys.T).topk(n_hard, dim=1).indices  # (B, n_hard) indices of Q̃ in the queue
+        draw = dict(generator=generator, device=q.device)
+        batch = q.shape[0]
+
+        first = torch.randint(n_hard, (batch, s), **draw)
+        second = (first + torch.randint(1, n_hard, (batch, s), **draw)) % n_hard  # any other one of Q̃
+        alpha = torch.rand(batch, s, 1, **draw)
+        pair_mixes = alpha * keys[hardest.gather(1, first)] + (1 - alpha) * keys[hardest.gather(1, second)]
+
+        partner = torch.randint(n_hard, (batch, s_prime), **draw)
+        beta = 0.5 * torch.rand(batch, s_prime, 1, **draw)
+        query_mixes = beta * query[:, None] + (1 - beta) * keys[hardest.gather(1, partner)]
+
+        synthetic = F.normalize(torch.cat([pair_mixes, query_mixes], dim=1), dim=-1).to(q.dtype)
+    if return_coefficients:
+        return synthetic, alpha.squeeze(-1), beta.squeeze(-1)
+    return synthetic
+
+
+def mochi_logits(q, synthetic):
+    """Similarity of each query with its own synthetic negatives, (B, s + s′):
+    ``logits[b, k] = q_b · synthetic[b, k]``. Append to the row: ``torch.cat([neg, extra], 1)``.
+    The gradient reaches q, never the synthetic negatives."""
+    if synthetic.dim() != 3 or synthetic.shape[0] != q.shape[0] or synthetic.shape[2] != q.shape[1]:
+        raise ValueError(f"synthetic must be (B, s + s', d) for q {tuple(q.shape)}, got {tuple(synthetic.shape)}")
+    return torch.einsum("bd,bnd->bn", q, synthetic.to(q.dtype))
+
+
+def _rank_within_rows(scores, valid):
+    """Rank of each entry in its row by descending score, valid entries first; ties to
+    the lower index (stable sort). (B, K) long."""
+    with torch.no_grad():
+        key = scores.masked_fill(~valid, -math.inf)
+        order = torch.sort(key, dim=1, descending=True, stable=True).indices
+        positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
+        return torch.empty_like(order).scatter_(1, order, positions)
+
+
+def _band_index(rank, n_finite):
+    """Band of each rank: the number of inner edges ⌊e·N⌋ (e in BAND_EDGES[1:-1]) at or below it."""
+    inner_edges = torch.tensor(BAND_EDGES[1:-1], dtype=torch.float64, device=rank.device)
+    starts = torch.floor(inner_edges * n_finite + _INTEGER_SLACK).long()  # (B, 4), sorted per row
+    return torch.searchsorted(starts, rank, right=True)
+
+
+def _keep_other_classes(neg, finite, n_finite, labels, queue_labels):
+    """drop_same_class: keep the finite negatives of another class; a row left empty keeps its easiest."""
+    if labels is None or queue_labels is None:
+        raise ValueError("mode 'drop_same_class' needs labels (B,) and queue_labels (K,) or (B, K)")
+    if queue_labels.dim() == 1:  # one queue shared by every query (MoCo); (B, K) for in-batch negatives
+        queue_labels = queue_labels[None, :]
+    if labels.shape != neg.shape[:1] or queue_labels.shape[1:] != neg.shape[1:] or queue_labels.shape[0] not in (1, len(neg)):
+        raise ValueError(
+            f"labels must be (B,) = {tuple(neg.shape[:1])} and queue_labels (K,) = {tuple(neg.shape[1:])} "
+            f"or (B, K) = {tuple(neg.shape)}; got {tuple(labels.shape)} and {tuple(queue_labels.shape)}"
+        )
+    keep = finite & (labels[:, None] != queue_labels)
+    emptied = ~keep.any(dim=1, keepdim=True)
+    easiest = difficulty_rank(neg) == n_finite - 1
+    return keep | (emptied & easiest)
+
+
+def _check_mode(mode, fraction):
+    if mode not in MODES:
+        raise ValueError(f"unknown selection mode {mode!r}; valid modes: {', '.join(MODES)}")
+    if mode in KEEP_MODES + DROP_MODES and (fraction is None or not 0 <= fraction <= 1):
+        raise ValueError(f"mode {mode!r} needs a fraction in [0, 1], got {fraction}")
