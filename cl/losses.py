@@ -76,6 +76,16 @@ def hard(pos, neg, t, tau_plus, beta):
     return _debiased_loss(pos / t, log_reweighted_mass, n, t, tau_plus)
 
 
+def positives_only(pos, t):
+    """The objective without negatives: pull each query to its positive, L = −E[pos]/t.
+
+    It is minimised by mapping every image to the same point (pos = 1 for all pairs):
+    the trivial solution that negatives exist to prevent (notebook 00 shows the collapse).
+    """
+    _check_temperature(t)
+    return -_at_least_float32(pos).mean() / t
+
+
 def supcon(z, labels, t, base_t=None):
     """Supervised contrastive loss L_out (Khosla et al. 2020, eq. 2):
 

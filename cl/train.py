@@ -45,7 +45,7 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-LOSSES = ("info_nce", "debiased", "hard", "supcon")
+LOSSES = ("info_nce", "debiased", "hard", "supcon", "positives_only")
 SOURCES = ("queue", "batch")
 
 
@@ -71,7 +71,7 @@ class Config:
     t: float = 0.1
     symmetric: bool = False
     # objective and negatives
-    loss: str = "info_nce"         # info_nce | debiased | hard | supcon
+    loss: str = "info_nce"         # info_nce | debiased | hard | supcon | positives_only
     source: str = "queue"          # queue (MoCo) | batch (SimCLR: the other 2B-2 views)
     tau_plus: float = 0.1          # DCL / HCL class prior
     beta: float = 1.0              # HCL concentration
@@ -179,6 +179,8 @@ def objective(cfg: Config, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor
         return losses.info_nce(pos, neg, cfg.t)
     if cfg.loss == "debiased":
         return losses.debiased(pos, neg, cfg.t, cfg.tau_plus)
+    if cfg.loss == "positives_only":
+        return losses.positives_only(pos, cfg.t)
     return losses.hard(pos, neg, cfg.t, cfg.tau_plus, cfg.beta)
 
 

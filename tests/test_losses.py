@@ -293,3 +293,11 @@ def test_supcon_bad_arguments_raise():
         supcon(z, torch.tensor([0, 1, 0, 1]), 0.0)
     with pytest.raises(ValueError, match="no anchor has a positive"):
         supcon(z, torch.arange(4), 0.1)
+
+
+def test_positives_only_is_minimised_by_collapse():
+    from cl.losses import positives_only
+    collapsed = torch.ones(8)
+    spread = torch.rand(8) * 2 - 1
+    assert positives_only(collapsed, 0.1) < positives_only(spread, 0.1)
+    torch.testing.assert_close(positives_only(collapsed, 0.5), torch.tensor(-2.0))

@@ -1,0 +1,54 @@
+"""Promises of the project's layout: pins, pairing, parameters for every notebook and scale."""
+import re
+from pathlib import Path
+
+import jupytext
+import yaml
+
+from cl import study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pins(lines):
+    return {m.group(1).lower(): m.group(2) for m in (re.match(r"\s*-?\s*([A-Za-z0-9_.\-]+)==(\S+)", l) for l in lines) if m}
+
+
+def test_environment_yml_and_requirements_carry_the_same_pins():
+    req = pins((ROOT / "requirements.txt").read_text().splitlines())
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert req and pins(pip_section) == req
+    for needed in ("torch", "torchvision", "jupyterlab", "jupytext", "papermill", "nbval", "nltk"):
+        assert needed in req, f"{needed} is not pinned"
+
+
+def test_every_notebook_is_a_paired_percent_script_with_a_parameters_cell():
+    assert study.notebooks(), "no notebooks found"
+    for py in study.notebooks():
+        nb = jupytext.read(py)
+        assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "percent", py
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{py.name} needs exactly one cell tagged parameters"
+
+
+def test_every_notebook_has_parameters_at_every_scale_and_they_name_real_variables():
+    for py in study.notebooks():
+        nb = jupytext.read(py)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        defined = set(re.findall(r"^(\w+)\s*=", cell.source, re.M))
+        for scale in study.SCALES:
+            params = study.parameters(scale, py.stem)
+            unknown = set(params) - defined
+            assert not unknown, f"params/{scale}/{py.stem}.yaml sets {unknown}, not in the parameters cell"
+
+
+def test_jupytext_pairs_ipynb_with_percent_scripts():
+    text = (ROOT / "jupytext.toml").read_text()
+    assert 'formats = "ipynb,py:percent"' in text
+    assert "*.ipynb" in (ROOT / ".gitignore").read_text()
+
+
+def test_ci_calls_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text() and "make run" in (ROOT / "README.md").read_text()
