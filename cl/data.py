@@ -376,6 +376,20 @@ def load_image_folder(root, size: int) -> Dataset:
 # --------------------------------------------------------------------------- entry point
 
 
+def _download(root: Path, folder: str, torchvision_name: str) -> Path:
+    """Let torchvision download an archive into ``root`` when ``root/folder`` is missing.
+
+    Needs internet; when it fails the loader's own error says where to put the files.
+    """
+    if not (root / folder).is_dir():
+        import torchvision
+        try:
+            getattr(torchvision.datasets, torchvision_name)(str(root), download=True)
+        except (OSError, RuntimeError) as error:
+            print(f"torchvision could not download {torchvision_name}: {error}", file=sys.stderr)
+    return root
+
+
 def load(name: str, split: str, root=None, device="cpu", image_size: int | None = None) -> Dataset:
     """Load data set ``name`` (one of :data:`NAMES`) on ``device``; ``root`` defaults to :func:`default_root`.
 
@@ -394,9 +408,9 @@ def load(name: str, split: str, root=None, device="cpu", image_size: int | None 
         return load_image_folder(folder, image_size).to(device)
     loaders = {
         "fashion_mnist": lambda: load_fashion_mnist(fetch_fashion_mnist(root), split),
-        "cifar10": lambda: load_cifar(root, 10, split),
-        "cifar100": lambda: load_cifar(root, 100, split),
-        "stl10": lambda: load_stl10(root, split),
+        "cifar10": lambda: load_cifar(_download(root, "cifar-10-batches-py", "CIFAR10"), 10, split),
+        "cifar100": lambda: load_cifar(_download(root, "cifar-100-python", "CIFAR100"), 100, split),
+        "stl10": lambda: load_stl10(_download(root, "stl10_binary", "STL10"), split),
     }
     if name not in loaders:
         raise DataError(f"unknown data set {name!r}: use one of {', '.join(NAMES)}")

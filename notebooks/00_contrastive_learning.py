@@ -1,0 +1,173 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 0 · Contrastive learning: positives, negatives and InfoNCE
+#
+# *Slides 3–5 of the seed deck.* Self-supervised contrastive learning trains an encoder
+# so that an image is **similar to an augmented view of itself** (the *positive*) and
+# **dissimilar to views of other images** (the *negatives*). No label is used: each image
+# is its own class ("instance discrimination"). The representation is then transferred to
+# a downstream task — here, classifying Fashion-MNIST with a kNN vote or a linear probe.
+#
+# This notebook sets up the vocabulary of the whole study:
+#
+# 1. what a positive pair is (the augmentations),
+# 2. the InfoNCE loss and *where its gradient goes* — the question the rest of the study asks,
+# 3. why negatives are needed at all: without them, the encoder collapses,
+# 4. alignment and uniformity, the two numbers that say what the loss did to the embedding.
+
+# %% tags=["parameters"]
+scale = "cpu"                 # smoke | cpu | gpu: how big the runs are, and where they go (runs/<scale>/)
+base = {"epochs": 4}          # cl.train.Config overrides shared by this notebook's runs
+check_claims = True           # assert the claims about trained models (off at the smoke scale)
+
+# %%
+import importlib.util
+import inspect
+import sys
+
+if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
+    sys.path.insert(0, "..")
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown, display
+
+from cl import augment, data, losses, metrics, plots, study, train
+
+torch.manual_seed(0)
+show = lambda fn: display(Markdown(f"```python\n{inspect.getsource(fn)}```"))
+
+# %% [markdown]
+# ## 1 · Positives: two views of one image
+#
+# A positive pair is two random augmentations of the same image. For 28-pixel grayscale
+# Fashion-MNIST the recipe is MoCo v2's without the colour operations: a random resized
+# crop (area 20–100 %), a horizontal flip, and brightness/contrast jitter. `cl.augment` draws
+# the parameters of every sample at once and applies them to the whole batch on the device.
+
+# %%
+test_set = data.load("fashion_mnist", "test")
+aug_cfg = augment.default_config("fashion_mnist", test_set.size)
+views = augment.TwoViews(aug_cfg, test_set.channels)
+sample = test_set.images[:10]
+g = torch.Generator().manual_seed(0)
+v1, v2 = views(sample, g)
+plots.views_grid(sample, [v1, v2], aug_cfg.mean, aug_cfg.std, "two augmented views of each image = a positive pair");
+assert v1.shape == v2.shape == (10, 1, 28, 28) and not torch.equal(v1, v2)
+
+# %% [markdown]
+# ## 2 · InfoNCE, and where its gradient goes
+#
+# With a query embedding $q$, its positive key $k^+$ and negatives $k^-_1..k^-_K$, all
+# L2-normalised, and a temperature $t$:
+#
+# $$\mathcal L = -\log \frac{e^{q\cdot k^+/t}}{e^{q\cdot k^+/t} + \sum_{j=1}^{K} e^{q\cdot k^-_j/t}}$$
+#
+# It is a $(K{+}1)$-way softmax classification whose correct class is the positive. Every
+# method in this study is a function of the same two arrays: `pos` (B,), the similarity of
+# each query to its positive, and `neg` (B, K), its similarity to each negative (an entry at
+# `-inf` is a removed negative). This is `cl.losses.info_nce`:
+
+# %%
+show(losses.info_nce)
+
+# %% [markdown]
+# The derivative of $\mathcal L$ with respect to the logit $s_j = q\cdot k^-_j/t$ of a negative
+# is its softmax probability $p_j$. So **the hardest negatives — the most similar to the
+# query — receive almost all of the push**, and the lower $t$, the more so. Below, one query
+# with a positive at similarity 0.8 and 4096 random negatives: the share of the gradient that
+# the hardest 5 % of negatives carry, as the temperature changes.
+
+# %%
+neg = torch.randn(1, 4096).mul(0.2).clamp(-1, 1)
+neg[0, :5] = torch.tensor([0.75, 0.7, 0.65, 0.6, 0.55])  # a few hard negatives
+pos = torch.tensor([0.8])
+rows = []
+for t in (0.05, 0.1, 0.2, 0.5, 1.0):
+    logits = neg.clone().requires_grad_(True)
+    losses.info_nce(pos, logits, t).backward()
+    grad = logits.grad[0] * t                    # = softmax probability of each negative
+    order = neg[0].argsort(descending=True)
+    share = grad[order[:205]].sum() / grad.sum()  # hardest 5 %
+    rows.append((t, losses.info_nce(pos, neg, t).item(), share.item()))
+import pandas as pd
+grad_table = pd.DataFrame(rows, columns=["t", "loss", "gradient share of the hardest 5%"]).set_index("t")
+display(grad_table.round(3))
+assert grad_table["gradient share of the hardest 5%"].is_monotonic_decreasing  # colder = harder-focused
+
+# %% [markdown]
+# ## 3 · Why negatives? Without them the encoder collapses
+#
+# Drop the negatives and the only objective left is to pull each query to its positive,
+# $\mathcal L = -\mathbb E[q\cdot k^+]/t$ (`cl.losses.positives_only`). Mapping **every**
+# image to the same point minimises it perfectly: the trivial solution. We train the same
+# MoCo v2 encoder with both objectives, with the same seed, data and schedule.
+
+# %%
+show(losses.positives_only)
+
+# %%
+runs = {
+    "InfoNCE (with negatives)": train.run({**base, "loss": "info_nce"}, study.run_dir(scale, "00_info_nce"),
+                                          notebook="00_contrastive_learning", method="info_nce"),
+    "positives only": train.run({**base, "loss": "positives_only"}, study.run_dir(scale, "00_positives_only"),
+                                notebook="00_contrastive_learning", method="positives_only"),
+}
+plots.curves(runs, keys=("loss", "knn_top1", "uniformity", "alignment"), title="with and without negatives");
+
+# %%
+collapse = plots.table(runs)
+display(collapse.round(3))
+
+# %% [markdown]
+# The positives-only encoder's alignment goes to zero (the two views map to the same point)
+# and its uniformity to zero as well — $\log \mathbb E\, e^{-2\|f(x)-f(y)\|^2} = 0$ exactly
+# when all points coincide: the embedding has collapsed. The backbone features still carry
+# some signal for kNN (they are not the projected embedding), but far less than InfoNCE's.
+
+# %%
+assert all(torch.isfinite(torch.tensor(collapse.to_numpy(dtype=float))).flatten())
+if check_claims:
+    info, only = collapse.loc["InfoNCE (with negatives)"], collapse.loc["positives only"]
+    assert only["uniformity"] > -0.5 > info["uniformity"], "positives-only must collapse (uniformity → 0)"
+    assert only["alignment"] < info["alignment"]
+    assert info["knn_top1"] > only["knn_top1"] + 5
+
+# %% [markdown]
+# ## 4 · Alignment and uniformity (Wang & Isola 2020)
+#
+# InfoNCE with many negatives optimises two properties of the normalised embedding $f$:
+#
+# $$\text{align} = \mathbb E_{(x,x^+)}\,\|f(x)-f(x^+)\|_2^2, \qquad
+#   \text{uniform} = \log \mathbb E_{x,y}\, e^{-2\|f(x)-f(y)\|_2^2}.$$
+#
+# The positive term of the loss drives alignment; the negatives drive uniformity (spreading
+# the points over the sphere). Lower is better for both. These are the numbers the later
+# notebooks report next to accuracy, for instance to check MoCHi's claim that mixing hard
+# negatives *increases* uniformity at some cost in alignment.
+
+# %%
+show(metrics.alignment)
+show(metrics.uniformity)
+
+# %% [markdown]
+# ## What we measured
+#
+# * The gradient of InfoNCE concentrates on the hardest negatives, more so at low
+#   temperature (table in §2) — which is why *which* negatives are in the queue matters.
+# * Without negatives the embedding collapses (uniformity → 0, §3); with them it spreads and
+#   supports kNN classification. The deck's slide 5 in numbers: negatives are what avoids the
+#   trivial solution, at the cost of comparing each query with K other samples.

@@ -1,0 +1,183 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1 · MoCo v2: the framework under study
+#
+# *Slide 10 of the seed deck.* Cai et al. study negatives inside **MoCo v2** (Chen, Fan,
+# Girshick, He 2020), so this is the baseline every later notebook changes one piece of.
+#
+# * a **query encoder** $f_q$ (backbone + 2-layer MLP head) trained by gradient;
+# * a **key encoder** $f_k$, the exponential moving average of $f_q$:
+#   $\theta_k \leftarrow m\,\theta_k + (1-m)\,\theta_q$, with no gradient;
+# * a FIFO **queue** of the last $K$ keys, which serve as the negatives. Keys of the current
+#   batch are enqueued *after* the loss, so a query never meets its own key as a negative.
+#
+# Our queue also remembers each key's **label and data-set index**. Training never looks at
+# them; the same-class oracle of notebook 02 and the WordNet analysis of notebook 07 do.
+
+# %% tags=["parameters"]
+scale = "cpu"                  # smoke | cpu | gpu
+base = {"epochs": 20}          # cl.train.Config overrides for the baseline run
+check_claims = True            # assert the claims about the trained model (off at the smoke scale)
+knn_target = 85.0              # the issue's goal for the cpu-scale kNN top-1 (%), reported, not assumed
+
+# %%
+import importlib.util
+import inspect
+import sys
+
+if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
+    sys.path.insert(0, "..")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from cl import augment, data, metrics, plots, study, train
+from cl.moco import MoCo
+
+show = lambda fn: display(Markdown(f"```python\n{inspect.getsource(fn)}```"))
+
+# %% [markdown]
+# ## The method in code
+#
+# `cl.moco.MoCo` is the whole method in one short class, as in the official `builder.py`.
+# The momentum update, applied once per step before the keys are computed:
+
+# %%
+show(MoCo.momentum_update)
+
+# %% [markdown]
+# The step: queries with gradient, keys without (on a shuffled batch, so that BN statistics
+# cannot leak which key belongs to which query), and the two similarity arrays of the loss
+# contract, `pos` (B,) and `neg` (B, K):
+
+# %%
+show(MoCo.forward)
+show(MoCo.enqueue)
+
+# %% [markdown]
+# ## Evaluation protocol, and the raw-pixel baseline
+#
+# **kNN monitor** (InstDisc, as in the MoCo CIFAR demo): embed the training set with the
+# backbone, and classify each test image by a vote of its $k=200$ most cosine-similar
+# training images, each weighted by $e^{s/0.1}$. **Linear probe**: a linear classifier
+# trained on the frozen backbone features. We report final-epoch numbers.
+#
+# The same kNN applied to raw pixels is the bar a representation must clear: anything
+# below it has learnt less than the identity map.
+
+# %%
+cfg = train.Config.from_dict(base)
+train_set, test_set = data.load(cfg.dataset, "train"), data.load(cfg.dataset, "test")
+if cfg.train_subset:
+    train_set = train_set.subset(cfg.train_subset, cfg.seed)
+if cfg.test_subset:
+    test_set = test_set.subset(cfg.test_subset, cfg.seed)
+classes = train_set.classes
+
+
+def raw_pixels(images, centre=None):
+    x = images.flatten(1).float() / 255
+    return torch.nn.functional.normalize(x - centre if centre is not None else x, dim=1)
+
+
+mean_image = (train_set.images.flatten(1).float() / 255).mean(0)
+raw = {
+    "raw pixels": metrics.knn_accuracy(raw_pixels(train_set.images), train_set.labels,
+                                       raw_pixels(test_set.images), test_set.labels, len(classes),
+                                       cfg.knn_k, cfg.knn_t),
+    "raw pixels, mean-centred": metrics.knn_accuracy(raw_pixels(train_set.images, mean_image), train_set.labels,
+                                                     raw_pixels(test_set.images, mean_image), test_set.labels,
+                                                     len(classes), cfg.knn_k, cfg.knn_t),
+}
+display(pd.Series(raw, name="kNN top-1 (%)").round(2).to_frame())
+assert 10 < min(raw.values()) and max(raw.values()) < 100
+
+# %% [markdown]
+# ## Training the baseline
+#
+# The cpu-scale recipe (`cl.train.Config` defaults): a small 4-block CNN (0.39 M parameters,
+# channels-last, which measured 2× faster than the default layout on two CPU cores), a
+# 2-layer MLP head to 128-d, queue $K=4096$, $m=0.99$, $t=0.1$, SGD with lr 0.06, momentum
+# 0.9, weight decay 5e-4, a cosine schedule, batch 256, crops of 20–100 % of the image.
+# The run is checkpointed every epoch; re-running this cell reuses a finished run and
+# resumes an interrupted one.
+
+# %%
+baseline = train.run(base, study.run_dir(scale, "01_moco_v2"), notebook="01_moco_v2", method="moco_v2")
+plots.curves({"MoCo v2": baseline}, keys=("loss", "knn_top1", "alignment", "uniformity"),
+             title="MoCo v2 on Fashion-MNIST (kNN on a 10k-image monitor bank)");
+
+# %%
+final = baseline["final"]
+results = pd.DataFrame({
+    "kNN top-1 (%)": {**raw, "MoCo v2": final["knn_top1"]},
+    "linear top-1 (%)": {"MoCo v2": final["linear_top1"]},
+}).round(2)
+display(results)
+print(f"training: {final['train_seconds'] / 60:.1f} min at {final['images_per_second']:.0f} images/s "
+      f"on {baseline['config']['device']} ({torch.get_num_threads()} threads)")
+
+# %% [markdown]
+# ## What the embedding looks like
+#
+# The first two principal components of the test set's backbone features, against the same
+# picture for raw pixels. Footwear (sandal, sneaker, ankle boot), trousers and bags separate
+# cleanly; the upper-body garments (T-shirt, pullover, coat, shirt) overlap — the classes a
+# kNN vote confuses, and, in notebook 02, the source of most same-class hard negatives.
+
+# %%
+trained, _ = train.load_model(study.run_dir(scale, "01_moco_v2"))
+prepare = lambda x: augment.to_float(x, trained.aug_cfg)
+features = metrics.embed(trained.encoder.features, test_set.images, prepare)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+plots.embedding_2d(raw_pixels(test_set.images, mean_image), test_set.labels, classes, "raw pixels", ax=axes[0])
+plots.embedding_2d(features, test_set.labels, classes, "MoCo v2 backbone features", ax=axes[1])
+fig.tight_layout()
+
+# %%
+pred = metrics.knn_predict(features, metrics.embed(trained.encoder.features, train_set.images, prepare),
+                           train_set.labels, len(classes), cfg.knn_k, cfg.knn_t)
+confusion = torch.zeros(len(classes), len(classes), dtype=torch.long)
+confusion.index_put_((test_set.labels, pred), torch.ones_like(pred), accumulate=True)
+per_class = pd.Series((confusion.diag() / confusion.sum(1).clamp(min=1) * 100).tolist(), index=classes)
+display(per_class.round(1).to_frame("kNN recall (%)").T)
+accuracy = (pred == test_set.labels).float().mean().item() * 100
+assert abs(accuracy - final["knn_top1"]) < 0.5, "the same classifier as the run's final evaluation"
+
+# %% [markdown]
+# ## What we tried
+#
+# Tuning on this 2-core machine (each row one run of `python -m cl.train` with the defaults
+# plus the change, kNN top-1 on the full training bank; measured, see the closing note of the
+# issue for the commands):
+#
+# TUNING_TABLE
+#
+# ## What we measured
+#
+# The claims of this notebook, checked below: MoCo v2 beats the raw-pixel kNN baseline under
+# the same protocol, and the cpu run stays within its 10-minute training budget.
+
+# %%
+best_raw = max(raw.values())
+print(f"MoCo v2 kNN {final['knn_top1']:.2f}% vs best raw-pixel kNN {best_raw:.2f}% "
+      f"(target {knn_target}%: {'met' if final['knn_top1'] >= knn_target else 'not met'})")
+if check_claims:
+    assert final["knn_top1"] > best_raw, "MoCo v2 must beat raw pixels under the same kNN protocol"
+    assert final["linear_top1"] > best_raw
+    assert final["train_seconds"] <= 600, "the cpu-scale baseline must train within 10 minutes"
