@@ -46,6 +46,7 @@ lab: setup notebooks
 	$(PY) -m jupyter lab notebooks/
 
 test: setup
+	rm -rf runs/smoke
 	$(PY) -m cl.study prepare --scale smoke
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider tests runs/smoke/notebooks/*.ipynb
 

@@ -64,7 +64,7 @@ def step_seconds(study: Study, steps: int, warmup: int = 2) -> float:
 
 def augment_images_per_second(study: Study, steps: int = 20) -> float:
     batch = study.train_set.images[: study.cfg.batch_size]
-    return study.cfg.batch_size / _median_seconds(lambda: study.views(batch, study.generator), steps)
+    return study.cfg.batch_size / _median_seconds(lambda: study.views(batch, study.device_generator), steps)
 
 
 class _PILTwoViews(torch.utils.data.Dataset):

@@ -30,7 +30,8 @@ def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tens
     for i in range(0, len(query), chunk):
         sim, idx = (query[i:i + chunk] @ bank.T).topk(k, dim=1)
         votes = torch.zeros(len(sim), num_classes, device=query.device)
-        votes.scatter_add_(1, bank_labels[idx], (sim / t).exp())
+        # e^{s/t} relative to the nearest neighbour's: the same vote, without overflow at small t
+        votes.scatter_add_(1, bank_labels[idx], ((sim - sim[:, :1]) / t).exp())
         preds.append(votes.argmax(1))
     return torch.cat(preds)
 

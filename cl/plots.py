@@ -63,3 +63,11 @@ def table(records: dict[str, dict], columns=("knn_top1", "linear_top1", "alignme
                                               "train_seconds")) -> pd.DataFrame:
     """The final metrics of several runs, one row each."""
     return pd.DataFrame({name: {c: rec["final"].get(c) for c in columns} for name, rec in records.items()}).T
+
+
+def source(fn) -> None:
+    """Show a function's or class's source in a notebook, as Markdown (the code the text explains)."""
+    import inspect
+
+    from IPython.display import Markdown, display
+    display(Markdown(f"```python\n{inspect.getsource(fn)}```"))

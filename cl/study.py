@@ -47,6 +47,47 @@ def run_dir(scale: str, name: str) -> Path:
     return RUNS / scale / name
 
 
+def run_conditions(conditions: dict[str, dict], base: dict, seeds, scale: str, notebook: str,
+                   method: str | None = None) -> dict[str, list[dict]]:
+    """Train every condition (``base`` plus its overrides) with every seed; finished runs are reused.
+
+    Runs are named ``<condition>_s<seed>`` under ``runs/<scale>/``, so a condition with the
+    same name and config in another notebook (the baseline, say) is trained once.
+    """
+    from cl import train
+    results = {}
+    for name, overrides in conditions.items():
+        results[name] = [train.run({**base, **overrides, "seed": seed}, run_dir(scale, f"{name}_s{seed}"),
+                                   notebook=notebook, method=method or name)
+                         for seed in seeds]
+    return results
+
+
+def mean_std(results: dict[str, list[dict]], columns=("knn_top1", "linear_top1", "alignment", "uniformity")):
+    """A table of final metrics over seeds: mean, std and n per condition (std is NaN for one seed)."""
+    import pandas as pd
+    rows = []
+    for name, records in results.items():
+        finals = pd.DataFrame([r["final"] for r in records])[list(columns)]
+        row = {"condition": name, "seeds": len(records)}
+        for c in columns:
+            row[c] = finals[c].mean()
+            row[c + " std"] = finals[c].std() if len(records) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("condition")
+
+
+def formatted(table, columns=("knn_top1", "linear_top1", "alignment", "uniformity"), digits: int = 2):
+    """``mean ± std`` strings of a ``mean_std`` table, for display."""
+    import pandas as pd
+    out = pd.DataFrame(index=table.index)
+    out["seeds"] = table["seeds"]
+    for c in columns:
+        out[c] = [f"{m:.{digits}f}" + ("" if pd.isna(s) else f" ± {s:.{digits}f}")
+                  for m, s in zip(table[c], table[c + " std"])]
+    return out
+
+
 def _ipynb(py: Path, out: Path) -> Path:
     import jupytext
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +114,7 @@ def execute(scale: str, only: list[str] | None = None) -> None:
     import nbconvert
     import papermill
     out_dir = RUNS / scale / "notebooks"
+    failed = []
     for py in notebooks():
         if only and py.stem not in only:
             continue
@@ -80,13 +122,19 @@ def execute(scale: str, only: list[str] | None = None) -> None:
         print(f"== {py.stem} ({scale})", flush=True)
         src = _ipynb(py, out_dir / "source" / f"{py.stem}.ipynb")
         dst = out_dir / f"{py.stem}.ipynb"
-        papermill.execute_notebook(src, dst, parameters=parameters(scale, py.stem), cwd=NOTEBOOKS,
-                                   progress_bar=True, kernel_name="python3")
+        try:
+            papermill.execute_notebook(src, dst, parameters=parameters(scale, py.stem), cwd=NOTEBOOKS,
+                                       progress_bar=True, kernel_name="python3")
+        except papermill.PapermillExecutionError as error:  # keep going: later notebooks' runs are independent
+            failed.append(py.stem)
+            print(f"   FAILED: {error.ename}: {error.evalue}", flush=True)
         html, _ = nbconvert.HTMLExporter().from_filename(str(dst))
         dst.with_suffix(".html").write_text(html)
-        print(f"   done in {time.perf_counter() - start:.0f} s: {dst.relative_to(ROOT)}", flush=True)
+        print(f"   {time.perf_counter() - start:.0f} s: {dst.relative_to(ROOT)}", flush=True)
     path = write_summary(scale)
     print(f"summary: {path.relative_to(ROOT)}")
+    if failed:
+        raise SystemExit(f"notebooks that failed (see their executed copies in {out_dir}): {', '.join(failed)}")
 
 
 def summary_rows(scale: str) -> list[dict]:

@@ -84,12 +84,12 @@ class Config:
     # optimisation
     epochs: int = 20
     batch_size: int = 256
-    lr: float = 0.06
+    lr: float = 0.03
     sgd_momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: int = 0         # linear learning-rate warm-up before the cosine schedule
     # augmentation
-    crop_min: float = 0.2          # RandomResizedCrop scale lower bound
+    crop_min: float = 0.4          # RandomResizedCrop scale lower bound (MoCo v2: 0.2; 0.4 suits 28 px)
     # evaluation
     knn_k: int = 200
     knn_t: float = 0.1
@@ -232,9 +232,12 @@ class Study:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        # host draws (data order, BN shuffle) and on-device draws (augmentation, random
+        # selection, MoCHi): both are seeded and checkpointed, so a resumed run is identical
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.device_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.train_set = data.load(cfg.dataset, "train", device=self.device)
         self.test_set = data.load(cfg.dataset, "test", device=self.device)
         if cfg.train_subset:
@@ -265,6 +268,7 @@ class Study:
     def save(self, path: Path, epoch: int):
         state = {"config": self.cfg.identity(), "epoch": epoch, "model": self.model_state(),
                  "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                 "device_generator": self.device_generator.get_state().cpu(),
                  "history": json.dumps(self.history)}
         _atomic_write(path, lambda p: torch.save(state, p))
 
@@ -277,6 +281,7 @@ class Study:
         self.moco.load_state_dict(_wrapped_keys(state["model"]))
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        self.device_generator.set_state(state["device_generator"].cpu())
         self.start_epoch, self.history = state["epoch"], json.loads(state["history"])
 
     # -- one epoch ---------------------------------------------------------------------
@@ -311,7 +316,7 @@ class Study:
     def train_step(self, idx: torch.Tensor, epoch: int):
         """One optimisation step on the training images ``idx``; returns (loss, similarities seen)."""
         images, labels = self.train_set.images[idx], self.train_set.labels[idx]
-        x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in self.views(images, self.generator))
+        x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in self.views(images, self.device_generator))
         return self.update(x1, x2, labels, idx, epoch)
 
     def update(self, x1, x2, labels, idx, epoch: int):
@@ -337,14 +342,14 @@ class Study:
             labels2 = labels.repeat(2)
             pos, neg, neg_labels = batch_pairs(z, labels2)
             neg = negatives.select(neg, cfg.select, cfg.select_fraction, labels=labels2,
-                                   queue_labels=neg_labels, generator=self.generator)
+                                   queue_labels=neg_labels, generator=self.device_generator)
             loss = losses.supcon(z, labels2, cfg.t) if cfg.loss == "supcon" else objective(cfg, pos, neg)
             return loss, None, _Last(pos.detach(), neg.detach(), neg_labels == labels2[:, None])
         pairs = self.moco(x1, x2, cfg.symmetric, self.generator)
         queue_labels = self.moco.queue_labels
         loss = 0.0
         for pair in pairs:
-            neg = negatives_for(cfg, pair, self.moco.queue, queue_labels, labels, epoch, self.generator)
+            neg = negatives_for(cfg, pair, self.moco.queue, queue_labels, labels, epoch, self.device_generator)
             loss = loss + objective(cfg, pair.pos, neg)
         same = queue_labels[None, :] == labels[:, None]
         same = torch.cat([same, same.new_zeros(len(same), neg.shape[1] - same.shape[1])], 1)
@@ -356,7 +361,7 @@ class Study:
         """kNN top-1 (monitor bank, or the whole training set when final), alignment, uniformity."""
         cfg, enc = self.cfg, self.encoder
         enc.eval()
-        prepare = lambda x: augment.to_float(x, self.aug_cfg)
+        prepare = lambda x: augment.to_float(x, self.aug_cfg).contiguous(memory_format=torch.channels_last)
         bank_set = self.train_set
         if not final and cfg.monitor_bank and cfg.monitor_bank < len(bank_set):
             bank_set = bank_set.subset(cfg.monitor_bank, cfg.seed)

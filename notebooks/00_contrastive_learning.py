@@ -35,7 +35,6 @@ check_claims = True           # assert the claims about trained models (off at t
 
 # %%
 import importlib.util
-import inspect
 import sys
 
 if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
@@ -45,10 +44,10 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
+from cl.plots import source
 from cl import augment, data, losses, metrics, plots, study, train
 
 torch.manual_seed(0)
-show = lambda fn: display(Markdown(f"```python\n{inspect.getsource(fn)}```"))
 
 # %% [markdown]
 # ## 1 · Positives: two views of one image
@@ -82,7 +81,7 @@ assert v1.shape == v2.shape == (10, 1, 28, 28) and not torch.equal(v1, v2)
 # `-inf` is a removed negative). This is `cl.losses.info_nce`:
 
 # %%
-show(losses.info_nce)
+source(losses.info_nce)
 
 # %% [markdown]
 # The derivative of $\mathcal L$ with respect to the logit $s_j = q\cdot k^-_j/t$ of a negative
@@ -117,7 +116,7 @@ assert grad_table["gradient share of the hardest 5%"].is_monotonic_decreasing  #
 # MoCo v2 encoder with both objectives, with the same seed, data and schedule.
 
 # %%
-show(losses.positives_only)
+source(losses.positives_only)
 
 # %%
 runs = {
@@ -160,8 +159,8 @@ if check_claims:
 # negatives *increases* uniformity at some cost in alignment.
 
 # %%
-show(metrics.alignment)
-show(metrics.uniformity)
+source(metrics.alignment)
+source(metrics.uniformity)
 
 # %% [markdown]
 # ## What we measured

@@ -35,7 +35,6 @@ knn_target = 85.0              # the issue's goal for the cpu-scale kNN top-1 (%
 
 # %%
 import importlib.util
-import inspect
 import sys
 
 if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
@@ -46,10 +45,10 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
+from cl.plots import source
 from cl import augment, data, metrics, plots, study, train
 from cl.moco import MoCo
 
-show = lambda fn: display(Markdown(f"```python\n{inspect.getsource(fn)}```"))
 
 # %% [markdown]
 # ## The method in code
@@ -58,7 +57,7 @@ show = lambda fn: display(Markdown(f"```python\n{inspect.getsource(fn)}```"))
 # The momentum update, applied once per step before the keys are computed:
 
 # %%
-show(MoCo.momentum_update)
+source(MoCo.momentum_update)
 
 # %% [markdown]
 # The step: queries with gradient, keys without (on a shuffled batch, so that BN statistics
@@ -66,8 +65,8 @@ show(MoCo.momentum_update)
 # contract, `pos` (B,) and `neg` (B, K):
 
 # %%
-show(MoCo.forward)
-show(MoCo.enqueue)
+source(MoCo.forward)
+source(MoCo.enqueue)
 
 # %% [markdown]
 # ## Evaluation protocol, and the raw-pixel baseline

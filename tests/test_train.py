@@ -82,7 +82,7 @@ def test_a_finished_run_is_reused_not_retrained(finished, monkeypatch):
 
 def test_a_run_directory_of_another_config_is_refused(finished):
     run_dir, _ = finished
-    with pytest.raises(ConfigError, match=r"different config \(lr: 0.06 → 0.5\)"):
+    with pytest.raises(ConfigError, match=r"different config \(lr: 0.03 → 0.5\)"):
         train.run({**TINY, "lr": 0.5}, run_dir, progress=False)
 
 
@@ -140,3 +140,19 @@ def test_command_line_entry(tmp_path, capsys):
     bad.write_text("epoch: 3\n")
     with pytest.raises(SystemExit, match="unknown parameter 'epoch'"):
         train.main([str(bad)])
+
+
+def test_command_line_entry_under_torchrun(tmp_path):
+    """Two CPU processes (gloo) through torchrun: one run, written once, by rank 0."""
+    import os
+    import subprocess
+    import sys
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", "-m", "cl.train", str(cfg), "--run-dir", str(tmp_path / "ddp")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert result["finished"] and result["final"]["knn_top1"] > 10
