@@ -29,7 +29,7 @@
 
 # %% tags=["parameters"]
 scale = "cpu"                  # smoke | cpu | gpu
-base = {"epochs": 20}          # cl.train.Config overrides for the baseline run
+base = {"epochs": 25}          # cl.train.Config overrides for the baseline run
 check_claims = True            # assert the claims about the trained model (off at the smoke scale)
 knn_target = 85.0              # the goal for the cpu-scale kNN top-1 (%), reported, not assumed
 

@@ -35,7 +35,7 @@
 
 # %% tags=["parameters"]
 scale = "cpu"                 # smoke | cpu | gpu
-base = {"epochs": 5}          # the comparison schedule shared by notebooks 02–06
+base = {"epochs": 4}          # the comparison schedule shared by notebooks 02–06
 seeds = [0, 1, 2]             # seeds of the key comparisons (mean ± std)
 mochi = {"mochi_n": 1024, "mochi_s": 256, "mochi_s_prime": 256, "mochi_warmup": 1}  # N, s, s′, warm-up epochs
 variants = {"mochi_s512": {"mochi_n": 1024, "mochi_s": 512, "mochi_s_prime": 0, "mochi_warmup": 1}}  # one seed each

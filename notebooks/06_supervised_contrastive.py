@@ -27,7 +27,7 @@
 
 # %% tags=["parameters"]
 scale = "cpu"                 # smoke | cpu | gpu
-base = {"epochs": 5}          # the comparison schedule shared by notebooks 02–06
+base = {"epochs": 4}          # the comparison schedule shared by notebooks 02–06
 seeds = [0, 1, 2]             # seeds of the key comparisons (mean ± std)
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
