@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,7 +34,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from cl import augment, data, losses, metrics, models, negatives
-from cl.moco import MoCo, Pair, batch_pairs, concat_all_gather, distributed
+from cl.moco import MoCo, Pair, batch_pairs, distributed
 
 
 class ConfigError(ValueError):

@@ -29,7 +29,7 @@
 
 # %% tags=["parameters"]
 scale = "cpu"                  # smoke | cpu | gpu
-base = {"epochs": 25}          # cl.train.Config overrides for the baseline run
+base = {"epochs": 20}          # cl.train.Config overrides for the baseline run
 check_claims = True            # assert the claims about the trained model (off at the smoke scale)
 knn_target = 85.0              # the issue's goal for the cpu-scale kNN top-1 (%), reported, not assumed
 
@@ -43,7 +43,7 @@ if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the pr
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from cl.plots import source
 from cl import augment, data, metrics, plots, study, train
@@ -161,11 +161,27 @@ assert abs(accuracy - final["knn_top1"]) < 0.5, "the same classifier as the run'
 # %% [markdown]
 # ## What we tried
 #
-# Tuning on this 2-core machine (each row one run of `python -m cl.train` with the defaults
-# plus the change, kNN top-1 on the full training bank; measured, see the closing note of the
-# issue for the commands):
+# Tuning on this 2-core machine: each row is one 5-epoch run of `python -m cl.train` with
+# `{epochs: 5, crop_min: 0.2, lr: 0.06}` plus the change (final kNN on the full training bank).
 #
-# TUNING_TABLE
+# | change from the MoCo CIFAR demo's recipe (5 epochs each) | kNN top-1 | linear top-1 | step images/s |
+# | --- | --- | --- | --- |
+# | crop 0.2–1, lr 0.06, t 0.1, K 4096, m 0.99 (the demo's values) | 80.39 | 85.74 | 3,200 |
+# | lr 0.2 | 77.01 | 83.58 | 2,600 |
+# | t 0.2 | 79.76 | 85.64 | 2,800 |
+# | crop 0.4–1 | 80.63 | 86.28 | 3,100 |
+# | crop 0.6–1 | 80.64 | 85.73 | 2,700 |
+# | **crop 0.4–1, lr 0.03 (chosen)** | **81.19** | **86.66** | 2,500 |
+# | crop 0.4–1, K 1024 | 81.22 | 86.14 | 2,800 |
+# | split BN, 8 groups | 81.38 | 86.39 | 1,600 |
+# | symmetric loss | 78.90 | 85.63 | 1,400 |
+#
+# Split BN and the symmetric loss gain (or lose) little per epoch at twice the cost per
+# step, so under a fixed time budget the plain step wins. Channels-last memory format doubled
+# the CPU step's speed (1,600 → 3,200 images/s for this CNN), the largest single gain. The
+# machine's speed itself varies by about ±20 % from run to run (2,200–3,200 images/s for the
+# same step), hence a 20-epoch budget. At 25 epochs the chosen recipe reached 83.4 % kNN and
+# 87.8 % linear in 651 s of training: the 85 % goal is not reached within 10 minutes here.
 #
 # ## What we measured
 #

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 from cl.plots import source
-from cl import augment, losses, study, train
+from cl import losses, study, train
 
 NB = "03_debiased"
 

@@ -50,7 +50,6 @@ if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the pr
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
