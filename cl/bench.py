@@ -95,7 +95,8 @@ def dataloader_step_seconds(study: Study, workers: int, steps: int) -> float:
 
     def one():
         x1, x2, labels, idx = next(batches)
-        study.update(x1, x2, labels, idx, epoch=10**6)
+        x1, x2 = (v.to(study.device, memory_format=torch.channels_last) for v in (x1, x2))
+        study.update(x1, x2, labels.to(study.device), idx.to(study.device), epoch=10**6)
     return _median_seconds(one, steps)
 
 

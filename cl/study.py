@@ -124,7 +124,7 @@ def execute(scale: str, only: list[str] | None = None) -> None:
         dst = out_dir / f"{py.stem}.ipynb"
         try:
             papermill.execute_notebook(src, dst, parameters=parameters(scale, py.stem), cwd=NOTEBOOKS,
-                                       progress_bar=True, kernel_name="python3")
+                                       progress_bar=False, log_output=True, kernel_name="python3")
         except papermill.PapermillExecutionError as error:  # keep going: later notebooks' runs are independent
             failed.append(py.stem)
             print(f"   FAILED: {error.ename}: {error.evalue}", flush=True)
