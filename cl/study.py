@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -166,6 +167,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="notebook names (default: all, in order)")
     args = parser.parse_args(argv)
     if args.action == "run":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill streams cell output here
         execute(args.scale, args.only)
     elif args.action == "prepare":
         for p in prepare(args.scale):
