@@ -151,10 +151,32 @@ assert m_table["all positives finite"].all()
 assert torch.allclose(losses.debiased((q * k).sum(1, keepdim=True), neg, 0.1, 0.1), losses.debiased((q * k).sum(1), neg, 0.1, 0.1))
 
 # %% [markdown]
+# ## Why debiasing hurts here: the clamp binds
+#
+# The correction subtracts $\tau^+ N e^{\text{pos}/t}$ from the negatives' mass. At MoCo's
+# $t = 0.1$ with $N = 4096$ queued negatives, a positive at similarity 0.9 contributes
+# $e^{9} \approx 8100$ per negative slot, far more than a typical negative's $e^{s/t}$: the
+# estimate goes below its floor $N e^{-1/t}$ and is clamped, and a clamped row no longer
+# pushes any negative away. The paper used $t = 0.5$. On the trained baseline's similarities
+# (the batch above), the fraction of rows where the clamp binds, by temperature:
+
+# %%
+with torch.no_grad():
+    pos1 = (q * k).sum(1)
+    n = neg.shape[1]
+    rows = []
+    for t in (0.1, 0.2, 0.5):
+        for tp in (0.05, 0.1):
+            raw = (torch.logsumexp(neg / t, 1).exp() - tp * n * (pos1 / t).exp()) / (1 - tp)
+            rows.append((t, tp, (raw < n * torch.exp(torch.tensor(-1 / t))).float().mean().item()))
+clamp = pd.DataFrame(rows, columns=["t", "τ⁺", "rows clamped"]).pivot(index="t", columns="τ⁺", values="rows clamped")
+display(clamp.round(3))
+
+# %% [markdown]
 # ## What we measured, against what the paper reported
 #
-# The paper (STL-10, ResNet-50, SimCLR): biased 80.15 %, τ⁺ = 0.05 81.85 %, τ⁺ = 0.1 84.26 %
-# — debiasing helps, most at about the true prior.
+# The paper (STL-10, ResNet-50, SimCLR, t = 0.5): biased 80.15 %, τ⁺ = 0.05 81.85 %,
+# τ⁺ = 0.1 84.26 % — debiasing helps, most at about the true prior.
 
 # %%
 knn = table["knn_top1"]
@@ -165,10 +187,17 @@ display(Markdown(f"""
   removing the hardest 0.1 % {d('drop_hardest_0.1pct'):+.2f}.
 * τ⁺ sweep (kNN): {', '.join(f'{tp}: {knn[f"debiased_tau{tp}"]:.2f}' for tp in taus)}.
 * Batch source, as published: DCL {bt['simclr_debiased_tau0.1'] - bt['simclr']:+.2f} points against SimCLR's InfoNCE (one seed).
+* At t = 0.1 the clamp binds for {clamp.loc[0.1, 0.1]:.0%} of the rows (τ⁺ = 0.1), at t = 0.5 for
+  {clamp.loc[0.5, 0.1]:.0%}: with MoCo's temperature the official estimator mostly returns its floor,
+  so DCL at the paper's τ⁺ removes most of the negatives' gradient instead of a false-negative
+  share. Removing the hardest 0.1 % (slide 12's alternative) costs nothing here. The comparison at
+  the paper's temperature is the gpu-scale run (`params/gpu/03_debiased.yaml`).
 """))
 
 # %%
 assert np.isfinite(table["knn_top1"]).all() and np.isfinite(bt).all()
+assert clamp.loc[0.1, 0.1] >= clamp.loc[0.5, 0.1]  # a colder temperature clamps more rows
 if check_claims:
-    # debiasing at the true prior is at least as good as the biased loss, within noise
-    assert knn["debiased_tau0.1"] > knn["moco"] - 2 * max(table.loc["moco", "knn_top1 std"], 0.3)
+    # measured: with MoCo's t = 0.1 the clamp binds and DCL falls below InfoNCE, unlike in the paper
+    assert clamp.loc[0.1, 0.1] > clamp.loc[0.5, 0.1]
+    assert knn["debiased_tau0.1"] < knn["moco"] and abs(d("drop_hardest_0.1pct")) < 1.0
