@@ -306,7 +306,7 @@ class Study:
             total += loss
             seen += cfg.batch_size
             if step == steps - 1:
-                stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t, same_class=last.same)
+                stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t, same_class=last.same_class())
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}")
         seconds = time.perf_counter() - start
@@ -344,16 +344,15 @@ class Study:
             neg = negatives.select(neg, cfg.select, cfg.select_fraction, labels=labels2,
                                    queue_labels=neg_labels, generator=self.device_generator)
             loss = losses.supcon(z, labels2, cfg.t) if cfg.loss == "supcon" else objective(cfg, pos, neg)
-            return loss, None, _Last(pos.detach(), neg.detach(), neg_labels == labels2[:, None])
+            return loss, None, _Last(pos.detach(), neg.detach(), labels2, neg_labels)
         pairs = self.moco(x1, x2, cfg.symmetric, self.generator)
         queue_labels = self.moco.queue_labels
         loss = 0.0
         for pair in pairs:
             neg = negatives_for(cfg, pair, self.moco.queue, queue_labels, labels, epoch, self.device_generator)
             loss = loss + objective(cfg, pair.pos, neg)
-        same = queue_labels[None, :] == labels[:, None]
-        same = torch.cat([same, same.new_zeros(len(same), neg.shape[1] - same.shape[1])], 1)
-        return loss, torch.cat([p.k for p in pairs]), _Last(pair.pos.detach(), neg.detach(), same)
+        return loss, torch.cat([p.k for p in pairs]), _Last(pair.pos.detach(), neg.detach(), labels,
+                                                             queue_labels.clone())
 
     # -- evaluation --------------------------------------------------------------------
     @torch.no_grad()
@@ -392,10 +391,18 @@ def _wrapped_keys(state: dict) -> dict:
 
 
 class _Last:
-    """The similarities of a step, as the loss saw them, for the difficulty statistics."""
+    """The similarities of a step, as the loss saw them, for the difficulty statistics.
 
-    def __init__(self, pos, neg, same):
-        self.pos, self.neg, self.same = pos, neg, same
+    The same-class mask is built only when asked for (once per epoch), not every step.
+    """
+
+    def __init__(self, pos, neg, labels, neg_labels):
+        self.pos, self.neg, self.labels, self.neg_labels = pos, neg, labels, neg_labels
+
+    def same_class(self) -> torch.Tensor:
+        """(B, columns of neg): True where a negative shares the query's label (MoCHi's columns: False)."""
+        same = self.neg_labels.expand(len(self.labels), -1) == self.labels[:, None]
+        return torch.cat([same, same.new_zeros(len(same), self.neg.shape[1] - same.shape[1])], 1)
 
 
 def _diff(a: dict, b: dict) -> str:
