@@ -11,7 +11,9 @@ Prints a table and writes ``runs/bench.json``:
 * the cost of every negative strategy relative to the plain MoCo step at K=4096 (targets:
   ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×).
 
-Timings are medians over repeated steps after a warm-up, on whatever machine runs it.
+Timings are medians over repeated steps after a warm-up, on whatever machine runs it; the
+strategies and the plain step are timed interleaved, step by step, so that the ratios do
+not depend on when each was measured.
 """
 from __future__ import annotations
 
@@ -52,14 +54,36 @@ def _median_seconds(fn, steps: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def step_seconds(study: Study, steps: int, warmup: int = 2) -> float:
-    """Median seconds of one full training step (augmentation included) of a Study."""
+def _stepper(study: Study):
+    """One full training step (augmentation included) of a Study, on a random batch."""
     g = torch.Generator().manual_seed(0)
     n = len(study.train_set)
+    return lambda: study.train_step(torch.randint(n, (study.cfg.batch_size,), generator=g), epoch=10**6)
 
-    def one():
-        study.train_step(torch.randint(n, (study.cfg.batch_size,), generator=g), epoch=10**6)
-    return _median_seconds(one, steps, warmup)
+
+def step_seconds(study: Study, steps: int, warmup: int = 2) -> float:
+    """Median seconds of one full training step (augmentation included) of a Study."""
+    return _median_seconds(_stepper(study), steps, warmup)
+
+
+def cost_ratios(base: Study, others: dict[str, Study], rounds: int, warmup: int = 3) -> dict[str, float]:
+    """Median step time of each of ``others`` over the median step time of ``base``.
+
+    The steps are interleaved (one step of each, ``rounds`` times) so that a slow spell of
+    the machine (another process, frequency scaling) weighs on every study alike.
+    """
+    steppers = {None: _stepper(base), **{name: _stepper(s) for name, s in others.items()}}
+    for step in steppers.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steppers}
+    for _ in range(rounds):
+        for name, step in steppers.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    plain = statistics.median(times.pop(None))
+    return {name: statistics.median(t) / plain for name, t in times.items()}
 
 
 def augment_images_per_second(study: Study, steps: int = 20) -> float:
@@ -118,9 +142,8 @@ def main():
     report["dataloader_step_images_per_second"] = {str(w): BASE["batch_size"] / s for w, s in loader.items()}
     report["dataloader_best_workers"] = best
     report["speedup_over_dataloader"] = loader[best] / plain
-    report["strategy_cost_over_plain_moco"] = {
-        name: step_seconds(Study(Config.from_dict({**BASE, **overrides})), steps=10) / plain
-        for name, overrides in STRATEGIES.items()}
+    strategies = {name: Study(Config.from_dict({**BASE, **overrides})) for name, overrides in STRATEGIES.items()}
+    report["strategy_cost_over_plain_moco"] = cost_ratios(Study(Config.from_dict(BASE)), strategies, rounds=30)
     print(json.dumps(report, indent=1))
     RUNS.mkdir(exist_ok=True)
     (RUNS / "bench.json").write_text(json.dumps(report, indent=1))

@@ -85,6 +85,23 @@ class MoCo(nn.Module):
         self.register_buffer("queue_labels", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_index", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self._gram = None  # queue·queueᵀ, built on first use by queue_gram(), then kept by enqueue
+
+    @torch.no_grad()
+    def queue_gram(self) -> torch.Tensor:
+        """queue·queueᵀ (K, K), the similarities between queued keys (MoCHi's mixes need them).
+
+        Built on the first call (K²·d), then updated by ``enqueue`` for the new keys only
+        (n·K·d per step); not part of the state_dict, rebuilt after loading one.
+        """
+        if self._gram is None or self._gram.device != self.queue.device:
+            with torch.autocast(self.queue.device.type, enabled=False):
+                self._gram = self.queue @ self.queue.T
+        return self._gram
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._gram = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def momentum_update(self):
@@ -134,6 +151,10 @@ class MoCo(nn.Module):
         self.queue_labels[slots] = labels
         self.queue_index[slots] = index
         self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
+        if self._gram is not None:
+            rows = self.queue[slots] @ self.queue.T
+            self._gram[slots] = rows
+            self._gram.index_copy_(1, slots, rows.T.contiguous())  # 3× faster than [:, slots] = rows.T
 
 
 def batch_pairs(z: torch.Tensor, labels: torch.Tensor):

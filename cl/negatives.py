@@ -5,7 +5,9 @@
   subset of them. A dropped negative becomes ``-inf`` in ``neg`` (see ``cl.losses``).
 - ``difficulty_bands``: what the difficulty bands hold and how much of the gradient
   they carry, for logging.
-- ``mochi`` and ``mochi_logits``: hard negative mixing (Kalantidis et al. 2020).
+- ``mochi`` and ``mochi_logits``: hard negative mixing (Kalantidis et al. 2020), as the
+  paper defines it; ``mochi_draw`` and ``mixed_logits``: the same logits as training
+  computes them, from similarities already at hand.
 
 Ranks are per row and over finite entries only, so every function accepts rows that
 already contain removed (``-inf``) entries: an unfilled queue, an earlier selection.
@@ -13,6 +15,7 @@ Ties in similarity go to the lower queue index (it counts as the harder one).
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +31,7 @@ HISTOGRAM_BINS = 40  # over [-1, 1]
 
 # f·N within this of an integer counts as that integer: 0.07·100 = 7.000000000000001 is 7.
 _INTEGER_SLACK = 1e-9
+_NORM_EPS = 1e-12  # as F.normalize
 
 
 def kept_count(n_finite, mode, fraction=None):
@@ -155,6 +159,47 @@ def difficulty_bands(pos, neg, t, same_class=None):
     }
 
 
+class MochiDraw(NamedTuple):
+    """The random part of MoCHi for a batch: which queue entries mix, and how much.
+
+    ``first``, ``second`` (B, s): queue indices of the two hard negatives of each h_k (i ≠ j),
+    ``alpha`` (B, s) in [0, 1); ``partner`` (B, s′): the hard negative of each h′_k,
+    ``beta`` (B, s′) in [0, 0.5).
+    """
+    first: torch.Tensor
+    second: torch.Tensor
+    alpha: torch.Tensor
+    partner: torch.Tensor
+    beta: torch.Tensor
+
+
+def mochi_draw(neg, n_hard, s, s_prime, generator=None) -> MochiDraw:
+    """Draw MoCHi's mixes for each query from its similarities ``neg`` (B, K) to the whole queue:
+
+        Q̃ = the n_hard most similar queue entries;  for k ≤ s: n_i, n_j ∈ Q̃, i ≠ j, α_k ~ U[0, 1);
+        for k ≤ s′: n_j ∈ Q̃, β_k ~ U[0, 0.5)
+
+    (see ``mochi``). The draws use ``generator`` (on neg's device) when given.
+    """
+    if neg.dim() != 2:
+        raise ValueError(f"neg must be (B, K), got shape {tuple(neg.shape)}")
+    if not 2 <= n_hard <= neg.shape[1]:
+        raise ValueError(f"n_hard must be in [2, K = {neg.shape[1]}] (a pair needs two), got {n_hard}")
+    if s < 0 or s_prime < 0:
+        raise ValueError(f"s and s_prime count synthetic negatives and must be >= 0, got {s} and {s_prime}")
+    with torch.no_grad():
+        hardest = neg.topk(n_hard, dim=1, sorted=False).indices  # (B, n_hard): Q̃ as queue indices
+        draw = dict(generator=generator, device=neg.device)
+        batch = neg.shape[0]
+        first = torch.randint(n_hard, (batch, s), **draw)
+        second = (first + torch.randint(1, n_hard, (batch, s), **draw)) % n_hard  # any other one of Q̃
+        alpha = torch.rand(batch, s, **draw)
+        partner = torch.randint(n_hard, (batch, s_prime), **draw)
+        beta = 0.5 * torch.rand(batch, s_prime, **draw)
+        return MochiDraw(hardest.gather(1, first), hardest.gather(1, second), alpha,
+                         hardest.gather(1, partner), beta)
+
+
 def mochi(q, queue, n_hard, s, s_prime, generator=None, *, return_coefficients=False):
     """Synthetic hard negatives by mixing, MoCHi (Kalantidis et al. 2020), per query:
 
@@ -166,36 +211,24 @@ def mochi(q, queue, n_hard, s, s_prime, generator=None, *, return_coefficients=F
     the s mixes of two hard negatives then the s′ mixes with the query (query share
     below one half), in q's dtype and without gradient (computed under no_grad: the
     query is detached inside the mixing, as in the paper). Append them to the query's
-    row with ``mochi_logits``; s = s′ = 0 gives (B, 0, d). The random draws use
-    ``generator`` (on q's device) when given.
+    row with ``mochi_logits``; s = s′ = 0 gives (B, 0, d). The random draws
+    (``mochi_draw``) use ``generator`` (on q's device) when given.
 
     With ``return_coefficients=True`` returns ``(synthetic, alpha, beta)``, alpha (B, s)
-    and beta (B, s′). The caller skips synthesis during the warm-up epochs.
+    and beta (B, s′). The caller skips synthesis during the warm-up epochs. Training
+    does not build these vectors: ``mixed_logits`` gives their logits directly.
     """
     if q.dim() != 2 or queue.dim() != 2 or q.shape[1] != queue.shape[1]:
         raise ValueError(f"mochi needs q (B, d) and queue (K, d); got {tuple(q.shape)} and {tuple(queue.shape)}")
-    if not 2 <= n_hard <= queue.shape[0]:
-        raise ValueError(f"n_hard must be in [2, K = {queue.shape[0]}] (a pair needs two), got {n_hard}")
-    if s < 0 or s_prime < 0:
-        raise ValueError(f"s and s_prime count synthetic negatives and must be >= 0, got {s} and {s_prime}")
     with torch.no_grad():
         query, keys = q.float(), queue.float()
-        hardest = (query @ keys.T).topk(n_hard, dim=1).indices  # (B, n_hard) indices of Q̃ in the queue
-        draw = dict(generator=generator, device=q.device)
-        batch = q.shape[0]
-
-        first = torch.randint(n_hard, (batch, s), **draw)
-        second = (first + torch.randint(1, n_hard, (batch, s), **draw)) % n_hard  # any other one of Q̃
-        alpha = torch.rand(batch, s, 1, **draw)
-        pair_mixes = alpha * keys[hardest.gather(1, first)] + (1 - alpha) * keys[hardest.gather(1, second)]
-
-        partner = torch.randint(n_hard, (batch, s_prime), **draw)
-        beta = 0.5 * torch.rand(batch, s_prime, 1, **draw)
-        query_mixes = beta * query[:, None] + (1 - beta) * keys[hardest.gather(1, partner)]
-
+        d = mochi_draw(query @ keys.T, n_hard, s, s_prime, generator)
+        alpha, beta = d.alpha[..., None], d.beta[..., None]
+        pair_mixes = alpha * keys[d.first] + (1 - alpha) * keys[d.second]
+        query_mixes = beta * query[:, None] + (1 - beta) * keys[d.partner]
         synthetic = F.normalize(torch.cat([pair_mixes, query_mixes], dim=1), dim=-1).to(q.dtype)
     if return_coefficients:
-        return synthetic, alpha.squeeze(-1), beta.squeeze(-1)
+        return synthetic, d.alpha, d.beta
     return synthetic
 
 
@@ -208,24 +241,59 @@ def mochi_logits(q, synthetic):
     return torch.einsum("bd,bnd->bn", q, synthetic.to(q.dtype))
 
 
+def mixed_logits(q, neg, gram, draw: MochiDraw):
+    """``mochi_logits(q, mochi(...))`` for the mixes of ``draw``, without building the vectors.
+
+    With neg = q·queueᵀ (B, K) and gram = queue·queueᵀ (K, K), each logit is a ratio of
+    entries already computed (MoCHi's cost becomes that of s + s′ more columns):
+
+        q·h_k  = (α·neg_i + (1 − α)·neg_j) / ‖α·n_i + (1 − α)·n_j‖
+        q·h′_k = (β·q·sg(q) + (1 − β)·neg_j) / ‖β·q + (1 − β)·n_j‖
+        ‖a·x + b·y‖² = a²·x·x + b²·y·y + 2ab·x·y   (from gram, and q·q, q·n_j for h′)
+
+    The norms are constants (sg = stop-gradient) and the numerators are linear in q, so
+    the gradient with respect to q is h_k, resp. h′_k: the synthetic negatives get no
+    gradient, as in the paper. (B, s + s′), in at least float32.
+    """
+    a, b = draw.alpha, draw.beta
+    s = a.shape[1]
+    # one gather (and one scatter in the backward pass) for the three index sets
+    n_i, n_j, n_p = neg.gather(1, torch.cat([draw.first, draw.second, draw.partner], 1)).float().split(
+        [s, s, b.shape[1]], dim=1)
+    with torch.no_grad():
+        gram_diag = gram.diagonal()
+        pair_norm = (a ** 2 * gram_diag[draw.first] + (1 - a) ** 2 * gram_diag[draw.second]
+                     + 2 * a * (1 - a) * gram[draw.first, draw.second]).float().clamp_min(0).sqrt()
+        q_norm2 = (q.detach().float() ** 2).sum(1, keepdim=True)
+        query_norm = (b ** 2 * q_norm2 + (1 - b) ** 2 * gram_diag[draw.partner]
+                      + 2 * b * (1 - b) * n_p.detach()).float().clamp_min(0).sqrt()
+    q_self = (q.float() * q.detach().float()).sum(1, keepdim=True)  # value q·q, gradient sg(q)
+    pair_logits = (a * n_i + (1 - a) * n_j) / pair_norm.clamp_min(_NORM_EPS)
+    query_logits = (b * q_self + (1 - b) * n_p) / query_norm.clamp_min(_NORM_EPS)
+    return torch.cat([pair_logits, query_logits], dim=1)
+
+
 def _largest(key, count):
     """Mask of the ``count`` (B, 1) largest finite entries of each row of ``key``, ties to the lower index.
 
     The same set as the first ``count`` ranks of ``_rank_within_rows``, found with ``topk``
-    (cheaper than a full sort when count ≪ K): an entry is kept when it beats the row's
-    count-th largest value, or equals it and is among the first ties needed.
+    (cheaper than a full sort when count ≪ K): an entry is kept when it is at least the
+    row's count-th largest value; only when that threshold is tied do the ties go in index
+    order until the row has its count.
     """
-    k_max = int(count.max()) if count.numel() else 0
+    k_min, k_max = (int(count.min()), int(count.max())) if count.numel() else (0, 0)
     if k_max == 0:
         return torch.zeros_like(key, dtype=torch.bool)
-    top = key.topk(k_max, dim=1).values
-    threshold = top.gather(1, (count - 1).clamp(min=0))
-    above = key > threshold
-    ties = key == threshold
-    needed = count - above.sum(dim=1, keepdim=True)
-    if bool((ties.sum(dim=1, keepdim=True) > needed).any()):  # more ties than places: lower index first
-        ties = ties & (ties.cumsum(dim=1) <= needed)
-    return (above | ties) & (count > 0)
+    if k_min == k_max:  # the usual case, one count for every row: no need to sort the top
+        threshold = key.topk(k_max, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    else:
+        threshold = key.topk(k_max, dim=1).values.gather(1, (count - 1).clamp(min=0))
+    keep = key >= threshold
+    if bool((keep.sum(dim=1, keepdim=True) > count).any()):  # tied at the threshold
+        above, ties = key > threshold, key == threshold
+        needed = count - above.sum(dim=1, keepdim=True)
+        keep = above | (ties & (ties.cumsum(dim=1) <= needed))
+    return keep & (count > 0)
 
 
 def _rank_within_rows(scores, valid):
@@ -258,8 +326,9 @@ def _keep_other_classes(neg, finite, n_finite, labels, queue_labels):
         )
     keep = finite & (labels[:, None] != queue_labels)
     emptied = ~keep.any(dim=1, keepdim=True)
-    easiest = difficulty_rank(neg) == n_finite - 1
-    return keep | (emptied & easiest)
+    if not bool(emptied.any()):  # the usual case: no ranking needed
+        return keep
+    return keep | (emptied & (difficulty_rank(neg) == n_finite - 1))
 
 
 def _check_mode(mode, fraction):

@@ -184,14 +184,15 @@ def objective(cfg: Config, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor
     return losses.hard(pos, neg, cfg.t, cfg.tau_plus, cfg.beta)
 
 
-def negatives_for(cfg: Config, pair: Pair, queue: torch.Tensor, neg_labels: torch.Tensor,
-                  labels: torch.Tensor, epoch: int, generator: torch.Generator) -> torch.Tensor:
-    """The row of negatives each query is contrasted with: selection, then MoCHi's synthetic ones."""
+def negatives_for(cfg: Config, pair: Pair, moco: MoCo, labels: torch.Tensor, epoch: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """The row of negatives each query is contrasted with: selection, then MoCHi's synthetic ones
+    (mixed from the whole queue, as in the paper, whatever the selection kept)."""
     neg = negatives.select(pair.neg, cfg.select, cfg.select_fraction, labels=labels,
-                           queue_labels=neg_labels, generator=generator)
+                           queue_labels=moco.queue_labels, generator=generator)
     if cfg.mochi_s + cfg.mochi_s_prime and epoch >= cfg.mochi_warmup:
-        synthetic = negatives.mochi(pair.q, queue, cfg.mochi_n, cfg.mochi_s, cfg.mochi_s_prime, generator=generator)
-        neg = torch.cat([neg, negatives.mochi_logits(pair.q, synthetic)], dim=1)
+        draw = negatives.mochi_draw(pair.neg, cfg.mochi_n, cfg.mochi_s, cfg.mochi_s_prime, generator)
+        neg = torch.cat([neg, negatives.mixed_logits(pair.q, pair.neg, moco.queue_gram(), draw).to(neg.dtype)], dim=1)
     return neg
 
 
@@ -338,7 +339,9 @@ class Study:
         """The step's loss, the keys to enqueue, and the last pair's final (pos, neg, same-class mask)."""
         cfg = self.cfg
         if cfg.source == "batch":
-            z = F.normalize(self.moco.encoder_q(torch.cat([x1, x2])), dim=1)
+            # one forward per view, as DCL's and HCL's official code do (batch norm per view;
+            # SupCon's code concatenates the views instead). On CPU it is also 1.3× faster.
+            z = F.normalize(torch.cat([self.moco.encoder_q(x1), self.moco.encoder_q(x2)]), dim=1)
             labels2 = labels.repeat(2)
             pos, neg, neg_labels = batch_pairs(z, labels2)
             neg = negatives.select(neg, cfg.select, cfg.select_fraction, labels=labels2,
@@ -349,7 +352,7 @@ class Study:
         queue_labels = self.moco.queue_labels
         loss = 0.0
         for pair in pairs:
-            neg = negatives_for(cfg, pair, self.moco.queue, queue_labels, labels, epoch, self.device_generator)
+            neg = negatives_for(cfg, pair, self.moco, labels, epoch, self.device_generator)
             loss = loss + objective(cfg, pair.pos, neg)
         return loss, torch.cat([p.k for p in pairs]), _Last(pair.pos.detach(), neg.detach(), labels,
                                                              queue_labels.clone())

@@ -118,12 +118,10 @@ assert grad_table["gradient share of the hardest 5%"].is_monotonic_decreasing  #
 source(losses.positives_only)
 
 # %%
-runs = {
-    "InfoNCE (with negatives)": train.run({**base, "loss": "info_nce"}, study.run_dir(scale, "00_info_nce"),
-                                          notebook="00_contrastive_learning", method="info_nce"),
-    "positives only": train.run({**base, "loss": "positives_only"}, study.run_dir(scale, "00_positives_only"),
-                                notebook="00_contrastive_learning", method="positives_only"),
-}
+# `moco` is notebook 02's baseline (same name, same config): trained once, used by both
+results = study.run_conditions({"moco": {}, "positives_only": {"loss": "positives_only"}},
+                               base, [0], scale, "00_contrastive_learning")
+runs = {"InfoNCE (with negatives)": results["moco"][0], "positives only": results["positives_only"][0]}
 plots.curves(runs, keys=("loss", "knn_top1", "uniformity", "alignment"), title="with and without negatives");
 
 # %%
@@ -141,7 +139,7 @@ display(collapse.round(3))
 
 # %%
 embedding_knn = {}
-for name, run_name in [("InfoNCE (with negatives)", "00_info_nce"), ("positives only", "00_positives_only")]:
+for name, run_name in [("InfoNCE (with negatives)", "moco_s0"), ("positives only", "positives_only_s0")]:
     trained, _ = train.load_model(study.run_dir(scale, run_name))
     prepare = lambda x: augment.to_float(x, trained.aug_cfg)
     bank = trained.train_set.subset(min(10000, len(trained.train_set)), 0)

@@ -16,7 +16,9 @@ from cl.negatives import (
     difficulty_bands,
     difficulty_rank,
     kept_count,
+    mixed_logits,
     mochi,
+    mochi_draw,
     mochi_logits,
     select,
 )
@@ -293,6 +295,38 @@ def test_mochi_is_reproducible_under_a_generator():
 def test_mochi_bad_arguments_raise(n_hard, s, s_prime, message):
     with pytest.raises(ValueError, match=message):
         mochi(unit(4, 8, 0), unit(40, 8, 1), n_hard, s, s_prime)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("s, s_prime", [(64, 32), (0, 16), (16, 0), (0, 0)])
+def test_mixed_logits_are_the_logits_of_the_synthetic_negatives(s, s_prime, device):
+    # Training's closed form against the definition: same draws (same seed), same logits,
+    # and the same gradient on q (the synthetic vectors, constants).
+    q = unit(8, 16, 0, device).requires_grad_(True)
+    queue = unit(300, 16, 1, device)
+    synthetic = mochi(q, queue, 40, s, s_prime, generator=torch.Generator(device).manual_seed(5))
+    expected = mochi_logits(q, synthetic)
+    neg = q @ queue.T
+    draw = mochi_draw(neg.detach(), 40, s, s_prime, generator=torch.Generator(device).manual_seed(5))
+    got = mixed_logits(q, neg, queue @ queue.T, draw)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert got.shape == (8, s + s_prime)
+    if s + s_prime:
+        weights = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1)).to(device)
+        (grad_expected,) = torch.autograd.grad((weights * expected).sum(), q)
+        (grad_got,) = torch.autograd.grad((weights * got).sum(), q)
+        torch.testing.assert_close(grad_got, grad_expected, rtol=0, atol=1e-5)
+
+
+def test_mochi_draw_takes_pairs_of_distinct_hard_negatives():
+    neg = similarities(batch=6, n_neg=100)
+    draw = mochi_draw(neg, 7, s=500, s_prime=300, generator=torch.Generator().manual_seed(0))
+    hardest = neg.topk(7, dim=1).indices
+    for indices in (draw.first, draw.second, draw.partner):
+        assert (indices[:, :, None] == hardest[:, None, :]).any(-1).all()  # all from Q̃
+    assert (draw.first != draw.second).all()
+    assert ((draw.alpha >= 0) & (draw.alpha < 1)).all() and ((draw.beta >= 0) & (draw.beta < 0.5)).all()
+    assert draw.first.shape == draw.alpha.shape == (6, 500) and draw.partner.shape == draw.beta.shape == (6, 300)
 
 
 # --- difficulty bands ---------------------------------------------------------------------
