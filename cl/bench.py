@@ -44,14 +44,23 @@ STRATEGIES = {
 
 
 def _median_seconds(fn, steps: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved_medians({None: fn}, steps, warmup)[None]
+
+
+def interleaved_medians(fns: dict, rounds: int, warmup: int = 2) -> dict:
+    """Median seconds of each function, called in turn (one call of each, ``rounds`` times)
+    after ``warmup`` calls each: a slow spell of the machine (another process, frequency
+    scaling) weighs on all of them alike, so their ratios stay fair."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _stepper(study: Study):
@@ -67,23 +76,11 @@ def step_seconds(study: Study, steps: int, warmup: int = 2) -> float:
 
 
 def cost_ratios(base: Study, others: dict[str, Study], rounds: int, warmup: int = 3) -> dict[str, float]:
-    """Median step time of each of ``others`` over the median step time of ``base``.
-
-    The steps are interleaved (one step of each, ``rounds`` times) so that a slow spell of
-    the machine (another process, frequency scaling) weighs on every study alike.
-    """
-    steppers = {None: _stepper(base), **{name: _stepper(s) for name, s in others.items()}}
-    for step in steppers.values():
-        for _ in range(warmup):
-            step()
-    times = {name: [] for name in steppers}
-    for _ in range(rounds):
-        for name, step in steppers.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    plain = statistics.median(times.pop(None))
-    return {name: statistics.median(t) / plain for name, t in times.items()}
+    """Median step time of each of ``others`` over that of ``base``, timed interleaved."""
+    medians = interleaved_medians({None: _stepper(base), **{name: _stepper(s) for name, s in others.items()}},
+                                  rounds, warmup)
+    plain = medians.pop(None)
+    return {name: seconds / plain for name, seconds in medians.items()}
 
 
 def augment_images_per_second(study: Study, steps: int = 20) -> float:
@@ -110,8 +107,8 @@ class _PILTwoViews(torch.utils.data.Dataset):
         return self.transform(x), self.transform(x), self.labels[i], i
 
 
-def dataloader_step_seconds(study: Study, workers: int, steps: int) -> float:
-    """Median seconds per training step when batches come from a torchvision DataLoader."""
+def dataloader_stepper(study: Study, workers: int):
+    """One training step of ``study`` on a batch from a torchvision DataLoader."""
     loader = DataLoader(_PILTwoViews(study.train_set.images, study.train_set.labels, study.aug_cfg),
                         batch_size=study.cfg.batch_size, shuffle=True, num_workers=workers,
                         drop_last=True, persistent_workers=workers > 0)
@@ -121,7 +118,7 @@ def dataloader_step_seconds(study: Study, workers: int, steps: int) -> float:
         x1, x2, labels, idx = next(batches)
         x1, x2 = (v.to(study.device, memory_format=torch.channels_last) for v in (x1, x2))
         study.update(x1, x2, labels.to(study.device), idx.to(study.device), epoch=10**6)
-    return _median_seconds(one, steps)
+    return one
 
 
 def main():
@@ -137,11 +134,13 @@ def main():
     report["resnet18_step_images_per_second"] = 64 / step_seconds(resnet, steps=3, warmup=1)
     report["augment_images_per_second"] = augment_images_per_second(cnn)
     report["augment_over_step"] = report["augment_images_per_second"] / report["small_cnn_step_images_per_second"]
-    loader = {w: dataloader_step_seconds(cnn, w, steps=8) for w in (0, 1, 2)}
-    best = min(loader, key=loader.get)
-    report["dataloader_step_images_per_second"] = {str(w): BASE["batch_size"] / s for w, s in loader.items()}
+    # each DataLoader against the project's path, interleaved; the best loader counts
+    loader = {w: interleaved_medians({"loader": dataloader_stepper(cnn, w), "project": _stepper(cnn)}, rounds=10)
+              for w in (0, 1, 2)}
+    best = min(loader, key=lambda w: loader[w]["loader"])
+    report["dataloader_step_images_per_second"] = {str(w): BASE["batch_size"] / m["loader"] for w, m in loader.items()}
     report["dataloader_best_workers"] = best
-    report["speedup_over_dataloader"] = loader[best] / plain
+    report["speedup_over_dataloader"] = loader[best]["loader"] / loader[best]["project"]
     strategies = {name: Study(Config.from_dict({**BASE, **overrides})) for name, overrides in STRATEGIES.items()}
     report["strategy_cost_over_plain_moco"] = cost_ratios(Study(Config.from_dict(BASE)), strategies, rounds=30)
     print(json.dumps(report, indent=1))

@@ -85,22 +85,26 @@ class MoCo(nn.Module):
         self.register_buffer("queue_labels", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_index", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self._gram = None  # queue·queueᵀ, built on first use by queue_gram(), then kept by enqueue
+        self._rows = None  # see queue_similarity
 
     @torch.no_grad()
-    def queue_gram(self) -> torch.Tensor:
-        """queue·queueᵀ (K, K), the similarities between queued keys (MoCHi's mixes need them).
+    def queue_similarity(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """queue[i]·queue[j] for index tensors i, j of one shape (MoCHi's mixes need them).
 
-        Built on the first call (K²·d), then updated by ``enqueue`` for the new keys only
-        (n·K·d per step); not part of the state_dict, rebuilt after loading one.
+        Read from a (K, K) table whose row r holds queue[r]·queueᵀ as the queue stood just
+        after key r was enqueued: exact against every key enqueued before r or with it, so
+        the pair is read from the row of its later key. ``enqueue`` then only writes the new
+        keys' rows (n·K·d per step). Built on first use (K²·d), not saved, rebuilt after loading.
         """
-        if self._gram is None or self._gram.device != self.queue.device:
+        if self._rows is None or self._rows.device != self.queue.device:
             with torch.autocast(self.queue.device.type, enabled=False):
-                self._gram = self.queue @ self.queue.T
-        return self._gram
+                self._rows = self.queue @ self.queue.T
+        age = lambda index: (self.queue_ptr - 1 - index) % self.K  # 0 = the newest key
+        i_is_later = age(i) <= age(j)
+        return self._rows[torch.where(i_is_later, i, j), torch.where(i_is_later, j, i)]
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self._gram = None
+        self._rows = None
         super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
@@ -151,10 +155,8 @@ class MoCo(nn.Module):
         self.queue_labels[slots] = labels
         self.queue_index[slots] = index
         self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
-        if self._gram is not None:
-            rows = self.queue[slots] @ self.queue.T
-            self._gram[slots] = rows
-            self._gram.index_copy_(1, slots, rows.T.contiguous())  # 3× faster than [:, slots] = rows.T
+        if self._rows is not None:
+            self._rows[slots] = self.queue[slots] @ self.queue.T
 
 
 def batch_pairs(z: torch.Tensor, labels: torch.Tensor):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import difflib
 import json
@@ -192,11 +193,33 @@ def negatives_for(cfg: Config, pair: Pair, moco: MoCo, labels: torch.Tensor, epo
                            queue_labels=moco.queue_labels, generator=generator)
     if cfg.mochi_s + cfg.mochi_s_prime and epoch >= cfg.mochi_warmup:
         draw = negatives.mochi_draw(pair.neg, cfg.mochi_n, cfg.mochi_s, cfg.mochi_s_prime, generator)
-        neg = torch.cat([neg, negatives.mixed_logits(pair.q, pair.neg, moco.queue_gram(), draw).to(neg.dtype)], dim=1)
+        mixed = negatives.mixed_logits(pair.q, pair.neg, draw, moco.queue_similarity(draw.first, draw.second))
+        neg = torch.cat([neg, mixed.to(neg.dtype)], dim=1)
     return neg
 
 
 # --------------------------------------------------------------------------- the run
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
+
+    By default glibc returns every freed block above ~32 MB (and the top of the heap) to
+    the OS, so each training step page-faults its large activations back in: on the small
+    CNN that zero-fill alone took 16 ms of a 100 ms CPU step (measured with
+    torch.profiler); keeping the memory makes the step about 10% faster. The process keeps
+    its peak memory, which is what a training process does anyway. Returns False where
+    there is no glibc (macOS, musl), which changes nothing but speed.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
+    return all(libc.mallopt(option, value) == 1 for option, value in (
+        (m_mmap_threshold, 32 * 2**20),  # glibc's maximum: blocks below it come from the heap
+        (m_trim_threshold, 2**31 - 1),  # never give the heap's top back
+        (m_top_pad, 256 * 2**20)))
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -235,6 +258,8 @@ class Study:
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         # host draws (data order, BN shuffle) and on-device draws (augmentation, random
         # selection, MoCHi): both are seeded and checkpointed, so a resumed run is identical
         self.generator = torch.Generator().manual_seed(cfg.seed)

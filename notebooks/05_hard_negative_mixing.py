@@ -122,11 +122,11 @@ assert negatives.mochi(q, queue, 256, 0, 0).shape == (1, 0, 16)  # s = s′ = 0 
 # Training never builds the $(B, s+s', d)$ synthetic vectors. Every logit is a ratio of
 # numbers the step already has: $q\cdot h_k = (\alpha\, q\cdot n_i + (1-\alpha)\, q\cdot n_j)
 # / \|\alpha n_i + (1-\alpha) n_j\|$, where the $q\cdot n$ are entries of the row `neg` and
-# the norm needs only $n_i\cdot n_j$, from the queue's Gram matrix that `MoCo.queue_gram`
-# keeps up to date (each step adds the new keys' rows). The norm is a constant and the
-# numerator is linear in $q$, so the gradient on $q$ is $h_k$ itself: no gradient reaches the
-# synthetic negatives. This is what brings MoCHi's cost to that of $s + s'$ more columns
-# (`make bench`).
+# the norm needs only $n_i\cdot n_j$, read from a table of similarities between queued keys
+# that `MoCo.queue_similarity` keeps up to date (each step adds the new keys' rows). The norm
+# is a constant and the numerator is linear in $q$, so the gradient on $q$ is $h_k$ itself:
+# no gradient reaches the synthetic negatives. This is what brings MoCHi's cost to about that
+# of $s + s'$ more columns (`make bench`).
 
 # %%
 source(negatives.mixed_logits)
@@ -134,7 +134,7 @@ source(negatives.mixed_logits)
 # %%
 draw = negatives.mochi_draw(q @ queue.T, 256, 128, 128, generator=torch.Generator().manual_seed(1))
 syn = negatives.mochi(q, queue, 256, 128, 128, generator=torch.Generator().manual_seed(1))
-closed_form = negatives.mixed_logits(q, q @ queue.T, queue @ queue.T, draw)
+closed_form = negatives.mixed_logits(q, q @ queue.T, draw, (queue[draw.first] * queue[draw.second]).sum(-1))
 assert torch.allclose(closed_form, negatives.mochi_logits(q, syn), atol=1e-5)  # same draws, same logits
 
 # %% [markdown]

@@ -57,18 +57,19 @@ def test_queue_is_fifo_and_keeps_labels_and_indices():
         moco.enqueue(torch.randn(11, 8), torch.zeros(11, dtype=torch.long), torch.zeros(11, dtype=torch.long))
 
 
-def test_queue_gram_follows_the_queue_through_enqueue_and_loading():
+def test_queue_similarity_follows_the_queue_through_enqueue_and_loading():
     moco = tiny_moco(K=10)
-    torch.testing.assert_close(moco.queue_gram(), moco.queue @ moco.queue.T)
-    for step in range(4):  # 3 keys a step into 10 slots: wraps around the end of the queue
+    i, j = torch.meshgrid(torch.arange(10), torch.arange(10), indexing="ij")
+    torch.testing.assert_close(moco.queue_similarity(i, j), moco.queue @ moco.queue.T)
+    for step in range(5):  # 3 keys a step into 10 slots: wraps around the end of the queue
         keys = F.normalize(torch.randn(3, 8), dim=1)
         moco.enqueue(keys, torch.zeros(3, dtype=torch.long), torch.arange(3))
-        torch.testing.assert_close(moco.queue_gram(), moco.queue @ moco.queue.T)
+        torch.testing.assert_close(moco.queue_similarity(i, j), moco.queue @ moco.queue.T)
     other = tiny_moco(K=10)
-    other.queue_gram()
+    other.queue_similarity(i, j)
     other.load_state_dict(moco.state_dict())
-    torch.testing.assert_close(other.queue_gram(), moco.queue @ moco.queue.T)
-    assert "_gram" not in "".join(moco.state_dict())
+    torch.testing.assert_close(other.queue_similarity(i, j), moco.queue @ moco.queue.T)
+    assert not any("rows" in key for key in moco.state_dict())
 
 
 def test_enqueue_after_loss_does_not_touch_the_gradient_graph():

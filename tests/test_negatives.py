@@ -153,6 +153,16 @@ def test_random_is_reproducible_and_differs_across_rows():
     assert len({tuple(row.tolist()) for row in kept}) == 4
 
 
+@pytest.mark.parametrize("n_neg, fraction", [(4096, 0.05), (400, 0.3)])  # sampled by draws, by ranking
+def test_random_keeps_every_negative_equally_often(n_neg, fraction):
+    neg = similarities(batch=1, n_neg=n_neg).expand(2000, -1)
+    kept = torch.isfinite(select(neg, "random", fraction, generator=torch.Generator().manual_seed(0)))
+    p = kept_count(n_neg, "random", fraction) / n_neg  # each column's chance to be kept
+    z = (kept.sum(0) - 2000 * p) / math.sqrt(2000 * p * (1 - p))  # binomial, standardised
+    assert z.abs().max() < 6  # no column favoured or avoided
+    assert 0.9 < z.pow(2).mean() < 1.1  # the spread of independent draws (chi-square / dof)
+
+
 def test_random_keeps_only_finite_entries():
     neg = similarities(n_neg=50, removed=0.5)
     out = select(neg, "random", 0.9, generator=torch.Generator().manual_seed(0))
@@ -308,7 +318,7 @@ def test_mixed_logits_are_the_logits_of_the_synthetic_negatives(s, s_prime, devi
     expected = mochi_logits(q, synthetic)
     neg = q @ queue.T
     draw = mochi_draw(neg.detach(), 40, s, s_prime, generator=torch.Generator(device).manual_seed(5))
-    got = mixed_logits(q, neg, queue @ queue.T, draw)
+    got = mixed_logits(q, neg, draw, (queue[draw.first] * queue[draw.second]).sum(-1))
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     assert got.shape == (8, s + s_prime)
     if s + s_prime:
