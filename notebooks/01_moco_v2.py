@@ -181,14 +181,16 @@ assert abs(accuracy - final["knn_top1"]) < 0.5, "the same classifier as the run'
 # the CPU step's speed (1,600 → 3,200 images/s for this CNN), the largest single gain. The
 # machine's speed itself varies by about ±20 % from run to run (2,200–3,200 images/s for the
 # same step). At 25 epochs the chosen recipe reached 83.4 % kNN and 87.8 % linear in 651 s of
-# training (2,300 images/s that day): the 85 % goal is not reached within 10 minutes here.
+# training (2,300 images/s that day); since glibc keeps freed memory for reuse (`cl.train.
+# keep_freed_memory`, no more page faults every step) the same run takes 547 s (2,700
+# images/s), with the same numbers: within 10 minutes, but the 85 % goal is not reached.
 #
 # ## What we measured
 #
 # The claim of this notebook, checked below: MoCo v2 beats the raw-pixel kNN baseline under
 # the same protocol, in kNN and in the linear probe. The issue's goal — 85 % kNN within 10
 # minutes of training on two cores — is reported, not assumed: on this machine the 25-epoch
-# run took about 650 s and reached about 83.4 %.
+# run took about 550 s and reached about 83.4 %.
 
 # %%
 best_raw = max(raw.values())
