@@ -142,16 +142,22 @@ def test_command_line_entry(tmp_path, capsys):
         train.main([str(bad)])
 
 
-def test_command_line_entry_under_torchrun(tmp_path):
+@pytest.mark.parametrize("port, overrides", [
+    (29517, {}),
+    (29518, {"source": "batch", "loss": "debiased"}),  # two forwards (one per view) under DDP
+    (29519, {"mochi_n": 32, "mochi_s": 8, "mochi_s_prime": 8, "mochi_warmup": 0, "select": "random",
+             "select_fraction": 0.1}),  # MoCHi's similarity table on each rank's copy of the queue
+])
+def test_command_line_entry_under_torchrun(tmp_path, port, overrides):
     """Two CPU processes (gloo) through torchrun: one run, written once, by rank 0."""
     import os
     import subprocess
     import sys
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
+    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1, **overrides}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29517", "-m", "cl.train", str(cfg), "--run-dir", str(tmp_path / "ddp")],
+                           "--master_port", str(port), "-m", "cl.train", str(cfg), "--run-dir", str(tmp_path / "ddp")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
