@@ -203,12 +203,12 @@ def negatives_for(cfg: Config, pair: Pair, moco: MoCo, labels: torch.Tensor, epo
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
 
-    By default glibc returns every freed block above ~32 MB (and the top of the heap) to
-    the OS, so each training step page-faults its large activations back in: on the small
-    CNN that zero-fill alone took 16 ms of a 100 ms CPU step (measured with
-    torch.profiler); keeping the memory makes the step about 10% faster. The process keeps
-    its peak memory, which is what a training process does anyway. Returns False where
-    there is no glibc (macOS, musl), which changes nothing but speed.
+    By default glibc hands large freed blocks (and the top of the heap) back to the OS, so
+    every training step page-faults its activations back in. Measured on the small CNN's
+    step at batch 256 (2 cores): 16,000 minor page faults a step before, 600 after, and
+    108 → 90 ms a step. The process keeps its peak memory, which is what a training
+    process holds anyway. Returns False where there is no glibc (macOS, musl), which
+    changes nothing but speed.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
