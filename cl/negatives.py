@@ -316,10 +316,7 @@ def _random_subset(finite, n_finite, n_keep, generator):
         if bool((take.sum(dim=1, keepdim=True) == n_keep).all()):
             return torch.zeros(batch, width, dtype=torch.uint8, device=finite.device).scatter_add_(
                 1, draws, take.to(torch.uint8)).bool()
-    # uniform [0, 1) floats order as their int32 bit patterns, and topk over int32 is 1.4×
-    # faster on CPU; −1 marks the removed entries
-    scores = torch.rand(finite.shape, **draw).view(torch.int32)
-    return _largest(scores.masked_fill(~finite, -1), n_keep)
+    return _largest(torch.rand(finite.shape, **draw).masked_fill(~finite, -math.inf), n_keep)
 
 
 def _rank_within_rows(scores, valid):
