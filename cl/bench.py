@@ -67,7 +67,7 @@ def _stepper(study: Study):
     """One full training step (augmentation included) of a Study, on a random batch."""
     g = torch.Generator().manual_seed(0)
     n = len(study.train_set)
-    return lambda: study.train_step(torch.randint(n, (study.cfg.batch_size,), generator=g), epoch=10**6)
+    return lambda: study.train_step(torch.randint(n, (study.cfg.batch_size,), generator=g), progress=10**6)
 
 
 def step_seconds(study: Study, steps: int, warmup: int = 2) -> float:
@@ -117,7 +117,7 @@ def dataloader_stepper(study: Study, workers: int):
     def one():
         x1, x2, labels, idx = next(batches)
         x1, x2 = (v.to(study.device, memory_format=torch.channels_last) for v in (x1, x2))
-        study.update(x1, x2, labels.to(study.device), idx.to(study.device), epoch=10**6)
+        study.update(x1, x2, labels.to(study.device), idx.to(study.device), progress=10**6)
     return one
 
 

@@ -68,12 +68,32 @@ def hard(pos, neg, t, tau_plus, beta):
     """
     pos, neg, n = _validated(pos, neg, t, several_positives=True)
     _check_tau_plus(tau_plus)
+    return _debiased_loss(pos / t, _log_reweighted_mass(neg, t, beta, n), n, t, tau_plus)
+
+
+def clamp_binds(pos, neg, t, tau_plus, beta=None):
+    """(B,) bool: the rows where DCL's (``beta=None``) or HCL's estimate of the true
+    negatives' mass falls to its floor, ``(mass − τ⁺·N·e^{pos/t}) / (1 − τ⁺) ≤ N·e^{−1/t}``.
+
+    On such a row Ng is the constant N·e^{−1/t}: the loss still pulls the positive in but
+    pushes no negative away. The training loop records the share of clamped rows per epoch
+    (notebooks 03 and 04 read it), so the claim "the clamp binds" is measured, not argued.
+    """
+    with torch.no_grad():
+        pos, neg, n = _validated(pos, neg, t, several_positives=True)
+        _check_tau_plus(tau_plus)
+        mass = torch.logsumexp(neg / t, dim=1) if beta is None else _log_reweighted_mass(neg, t, beta, n)
+        log_estimate, log_floor = _log_estimate_and_floor(pos / t, mass, n, t, tau_plus)
+        return log_estimate <= log_floor
+
+
+def _log_reweighted_mass(neg, t, beta, n):
+    """HCL's log( Σ_i imp_i·e^{s_i/t} / ((1/N)Σ_i imp_i) ), imp_i = e^{β·s_i/t}, over finite entries."""
     logits = neg / t
     # log imp, with removed negatives kept at weight 0 (β·(−inf) would be nan for β = 0).
     log_importance = torch.where(torch.isfinite(neg), beta * logits, -math.inf)
     log_mean_importance = torch.logsumexp(log_importance, dim=1) - torch.log(n)
-    log_reweighted_mass = torch.logsumexp(log_importance + logits, dim=1) - log_mean_importance
-    return _debiased_loss(pos / t, log_reweighted_mass, n, t, tau_plus)
+    return torch.logsumexp(log_importance + logits, dim=1) - log_mean_importance
 
 
 def positives_only(pos, t):
@@ -130,11 +150,17 @@ def _debiased_loss(pos_logits, log_negative_mass, n, t, tau_plus):
 
     ``pos_logits`` (B, M) = pos / t, ``log_negative_mass`` (B,) = log mass, ``n`` (B,) = N.
     """
+    log_ng = torch.maximum(*_log_estimate_and_floor(pos_logits, log_negative_mass, n, t, tau_plus))
+    return (torch.logaddexp(pos_logits, log_ng[:, None]) - pos_logits).mean()
+
+
+def _log_estimate_and_floor(pos_logits, log_negative_mass, n, t, tau_plus):
+    """log of DCL's estimate (mass − τ⁺·N·(1/M)Σ_j e^{pos_j/t}) / (1 − τ⁺) (−inf where it is
+    not positive) and log of its floor N·e^{−1/t}, both (B,)."""
     log_mean_pos = torch.logsumexp(pos_logits, dim=1) - math.log(pos_logits.shape[1])
     log_correction = torch.log(tau_plus * n) + log_mean_pos  # −inf when τ⁺ = 0
     log_estimate = _log_subtract_exp(log_negative_mass, log_correction) - math.log1p(-tau_plus)
-    log_ng = torch.maximum(log_estimate, torch.log(n) - 1 / t)
-    return (torch.logaddexp(pos_logits, log_ng[:, None]) - pos_logits).mean()
+    return log_estimate, torch.log(n) - 1 / t
 
 
 def _log_subtract_exp(log_a, log_b):

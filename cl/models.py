@@ -85,17 +85,27 @@ def head(in_dim: int, out_dim: int = 128, hidden: int | None = 512, kind: str = 
 
 
 class Encoder(nn.Module):
-    """Backbone + projection head. ``features`` is what kNN and the linear probe evaluate."""
+    """Backbone + projection head. ``features`` is what kNN and the linear probe evaluate.
 
-    def __init__(self, backbone: nn.Module, projector: nn.Module):
+    With ``bf16`` the encoder computes under bf16 autocast, and its outputs come back as
+    float32: everything after it (normalisation, similarities, selection, losses) runs in
+    float32, so no two similarities tie at bf16's resolution (8 bits of mantissa).
+    """
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module, bf16: bool = False):
         super().__init__()
-        self.backbone, self.head = backbone, projector
+        self.backbone, self.head, self.bf16 = backbone, projector, bf16
+
+    def _autocast(self, x: torch.Tensor):
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        with self._autocast(x):
+            return self.backbone(x).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        with self._autocast(x):
+            return self.head(self.backbone(x)).float()
 
 
 def build_encoder(arch: str, in_channels: int, width: int, head_kind: str, dim: int,

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -24,8 +26,13 @@ NOTEBOOKS = ROOT / "notebooks"
 PARAMS = ROOT / "params"
 RUNS = ROOT / "runs"
 SCALES = ("smoke", "cpu", "gpu")
-SUMMARY_COLUMNS = ["run", "notebook", "method", "dataset", "epochs", "seed", "knn_top1",
-                   "linear_top1", "alignment", "uniformity", "train_seconds", "images_per_second"]
+FINAL_COLUMNS = ["knn_top1", "linear_top1", "alignment", "uniformity", "train_seconds", "images_per_second"]
+# the config keys a reader needs to tell runs apart (the whole config is in each run's config.yaml)
+CONFIG_COLUMNS = ["loss", "source", "t", "tau_plus", "beta", "select", "select_fraction", "mochi_n", "mochi_s",
+                  "mochi_s_prime", "mochi_warmup", "queue", "batch_size", "optimizer", "lr", "lr_schedule",
+                  "precision"]
+SUMMARY_COLUMNS = ["run", "notebook", "method", "dataset", "epochs", "seed", *FINAL_COLUMNS, *CONFIG_COLUMNS]
+MIN_SEEDS = 3  # a claim needs at least this many seeds on each side
 
 
 def notebooks() -> list[Path]:
@@ -89,6 +96,85 @@ def formatted(table, columns=("knn_top1", "linear_top1", "alignment", "uniformit
     return out
 
 
+@dataclass(frozen=True)
+class Difference:
+    """A paired comparison of two conditions over seeds: the mean of (a − b) in ``metric`` and
+    its two-sided t interval at ``level`` (``low``, ``high``; NaN below ``MIN_SEEDS`` pairs)."""
+
+    a: str
+    b: str
+    metric: str
+    mean: float
+    low: float
+    high: float
+    seeds: int
+    level: float = 0.95
+
+    @property
+    def claims(self) -> bool:
+        """Whether the comparison may carry a claim: at least ``MIN_SEEDS`` seeds on each side."""
+        return self.seeds >= MIN_SEEDS
+
+    def verdict(self, better: str = "better", worse: str = "worse",
+                same: str = "no difference resolved at this budget") -> str:
+        """The word the interval allows: ``better`` when it lies above 0, ``worse`` below 0,
+        ``same`` when it contains 0; a comparison of fewer than MIN_SEEDS seeds claims nothing."""
+        if not self.claims:
+            return f"{self.seeds} seed{'s' * (self.seeds != 1)}, no claim"
+        return better if self.low > 0 else worse if self.high < 0 else same
+
+    def at_least(self, margin: float) -> bool:
+        """True when the interval's lower end is above ``margin`` (``-1``: "nearly as good",
+        within one point); never true without enough seeds."""
+        return self.claims and self.low > margin
+
+    def __str__(self) -> str:
+        if not self.claims:
+            return f"{self.mean:+.2f} ({self.seeds} seed{'s' * (self.seeds != 1)})"
+        return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+
+
+def paired_difference(results: dict[str, list[dict]], a: str, b: str, metric: str = "knn_top1",
+                      level: float = 0.95) -> Difference:
+    """Condition ``a`` minus condition ``b`` over the seeds both ran, paired by seed:
+
+        d_s = m_a(s) − m_b(s),   mean ± t_{(1+level)/2, n−1} · sd(d) / √n.
+
+    Pairing removes what a seed does to both runs (the same initialisation, data order and
+    augmentations). A bootstrap over three seeds would be degenerate (ten distinct resamples),
+    which is why the interval is Student's t.
+    """
+    from scipy import stats
+    by_seed = lambda name: {r["config"]["seed"]: r["final"][metric] for r in results[name]}
+    va, vb = by_seed(a), by_seed(b)
+    seeds = sorted(set(va) & set(vb))
+    if not seeds:
+        raise ValueError(f"{a!r} and {b!r} share no seed: nothing to pair")
+    d = [va[s] - vb[s] for s in seeds]
+    n, mean = len(d), sum(d) / len(d)
+    if n < MIN_SEEDS:
+        return Difference(a, b, metric, mean, math.nan, math.nan, n, level)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    return Difference(a, b, metric, mean, mean - half, mean + half, n, level)
+
+
+def differences(results: dict[str, list[dict]], pairs: list[tuple[str, str]],
+                metrics=("knn_top1", "linear_top1")):
+    """A table of paired differences (a − b) with their 95 % intervals and the word each allows;
+    kNN decides the word, the linear probe stands beside it."""
+    import pandas as pd
+    rows = []
+    for a, b in pairs:
+        row = {"comparison": f"{a} − {b}"}
+        for m in metrics:
+            d = paired_difference(results, a, b, m)
+            row[f"{m} difference"] = str(d)
+            row[f"{m} verdict"] = d.verdict()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("comparison")
+
+
 def _ipynb(py: Path, out: Path) -> Path:
     import jupytext
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -139,16 +225,18 @@ def execute(scale: str, only: list[str] | None = None) -> None:
 
 
 def summary_rows(scale: str) -> list[dict]:
-    """One row per finished training run of the scale, with the columns of SUMMARY_COLUMNS."""
+    """One row per finished training run of the scale, with the columns of SUMMARY_COLUMNS
+    (config keys a run predates read as the value it was trained with)."""
+    from cl.train import LEGACY
     rows = []
     for path in sorted((RUNS / scale).glob("*/metrics.json")):
         m = json.loads(path.read_text())
         if not m.get("finished"):
             continue
-        cfg, final = m["config"], m["final"]
+        cfg, final = {**LEGACY, **m["config"]}, m["final"]
         rows.append({"run": m["run"], "notebook": m["notebook"], "method": m["method"],
                      "dataset": cfg["dataset"], "epochs": cfg["epochs"], "seed": cfg["seed"],
-                     **{k: final[k] for k in SUMMARY_COLUMNS[6:]}})
+                     **{k: final[k] for k in FINAL_COLUMNS}, **{k: cfg.get(k) for k in CONFIG_COLUMNS}})
     return rows
 
 

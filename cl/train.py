@@ -16,7 +16,6 @@ the queue, BN is shuffled across ranks, gradients are averaged by DDP).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import dataclasses
 import difflib
@@ -48,6 +47,10 @@ class TrainingDiverged(RuntimeError):
 
 LOSSES = ("info_nce", "debiased", "hard", "supcon", "positives_only")
 SOURCES = ("queue", "batch")
+CHOICES = {"optimizer": ("sgd", "adam"), "lr_schedule": ("cosine", "constant"), "precision": ("bf16", "fp32")}
+# Keys added after runs were made, with the value that reproduces those runs: before
+# ``precision`` existed the CPU trained in float32 (no run was ever made on a GPU here).
+LEGACY = {"precision": "fp32"}
 
 
 @dataclass
@@ -81,11 +84,13 @@ class Config:
     mochi_n: int = 0               # MoCHi: N hardest negatives to mix (0 = off)
     mochi_s: int = 0               # MoCHi: s negative-negative mixes
     mochi_s_prime: int = 0         # MoCHi: s' query-negative mixes
-    mochi_warmup: int = 0          # MoCHi: epochs without synthesis
+    mochi_warmup: float = 0.0      # MoCHi: epochs without synthesis (fractions count in steps: 0.2 of 4 = 5 %)
     # optimisation
     epochs: int = 20
     batch_size: int = 256
+    optimizer: str = "sgd"         # sgd (MoCo) | adam (the DCL and HCL papers' code)
     lr: float = 0.03
+    lr_schedule: str = "cosine"    # cosine (MoCo) | constant (the DCL and HCL papers' code)
     sgd_momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: int = 0         # linear learning-rate warm-up before the cosine schedule
@@ -97,8 +102,15 @@ class Config:
     monitor_bank: int = 10000      # training images in the per-epoch kNN bank (0 = all)
     linear_epochs: int = 100
     # run
+    precision: str = "bf16"        # bf16: the encoder under bf16 autocast, the rest float32 | fp32
     seed: int = 0
     device: str = "auto"           # auto | cpu | cuda | cuda:N
+
+    @classmethod
+    def from_stored(cls, d: dict) -> "Config":
+        """A config saved by a run (config.yaml, a checkpoint): keys it predates take the value
+        that reproduces how it was trained (``LEGACY``), so finished runs stay readable."""
+        return cls.from_dict({**LEGACY, **d})
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
@@ -126,6 +138,9 @@ class Config:
         need(self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}")
         need(self.source in SOURCES, f"source must be one of {SOURCES}, not {self.source!r}")
         need(self.select in negatives.MODES, f"select must be one of {negatives.MODES}, not {self.select!r}")
+        for key, allowed in CHOICES.items():
+            need(getattr(self, key) in allowed, f"{key} must be one of {allowed}, not {getattr(self, key)!r}")
+        need(self.mochi_warmup >= 0, f"mochi_warmup counts epochs and must be ≥ 0, got {self.mochi_warmup}")
         need(self.epochs >= 1 and self.batch_size >= 2, "epochs must be ≥ 1 and batch_size ≥ 2")
         need(self.t > 0, f"temperature t must be positive, got {self.t}")
         need(0 <= self.tau_plus < 1, f"tau_plus is a class prior in [0, 1), got {self.tau_plus}")
@@ -185,13 +200,14 @@ def objective(cfg: Config, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor
     return losses.hard(pos, neg, cfg.t, cfg.tau_plus, cfg.beta)
 
 
-def negatives_for(cfg: Config, pair: Pair, moco: MoCo, labels: torch.Tensor, epoch: int,
+def negatives_for(cfg: Config, pair: Pair, moco: MoCo, labels: torch.Tensor, progress: float,
                   generator: torch.Generator) -> torch.Tensor:
     """The row of negatives each query is contrasted with: selection, then MoCHi's synthetic ones
-    (mixed from the whole queue, as in the paper, whatever the selection kept)."""
+    (mixed from the whole queue, as in the paper, whatever the selection kept) once ``progress``
+    (epochs, counted in steps) has passed the warm-up."""
     neg = negatives.select(pair.neg, cfg.select, cfg.select_fraction, labels=labels,
                            queue_labels=moco.queue_labels, generator=generator)
-    if cfg.mochi_s + cfg.mochi_s_prime and epoch >= cfg.mochi_warmup:
+    if cfg.mochi_s + cfg.mochi_s_prime and progress >= cfg.mochi_warmup:
         draw = negatives.mochi_draw(pair.neg, cfg.mochi_n, cfg.mochi_s, cfg.mochi_s_prime, generator)
         mixed = negatives.mixed_logits(pair.q, pair.neg, draw, moco.queue_similarity(draw.first, draw.second))
         neg = torch.cat([neg, mixed.to(neg.dtype)], dim=1)
@@ -229,12 +245,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cosine_lr(cfg: Config, progress: float) -> float:
-    """Linear warm-up for ``warmup_epochs``, then lr·½(1 + cos(π·progress)); progress in epochs / epochs."""
+def learning_rate(cfg: Config, progress: float) -> float:
+    """Linear warm-up for ``warmup_epochs``, then lr·½(1 + cos(π·progress)) (``cosine``) or lr
+    (``constant``); progress in epochs / epochs."""
     epoch = progress * cfg.epochs
     if epoch < cfg.warmup_epochs:
         return cfg.lr * (epoch + 1e-3) / cfg.warmup_epochs
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(cfg: Config, parameters) -> torch.optim.Optimizer:
+    """SGD with momentum (MoCo), or Adam with L2 weight decay (the DCL and HCL papers' code)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.sgd_momentum, weight_decay=cfg.weight_decay)
 
 
 def _atomic_write(path: Path, write):
@@ -276,14 +302,14 @@ class Study:
         self.views = augment.TwoViews(self.aug_cfg, self.train_set.channels)
         encoder = models.build_encoder(cfg.arch, self.train_set.channels, cfg.width, cfg.head,
                                        cfg.dim, cfg.hidden, cfg.bn_splits)
+        encoder.bf16 = cfg.precision == "bf16"
         # channels_last is faster on CUDA and, measured here, 2× faster on CPU for the small CNN
         self.moco = MoCo(encoder, cfg.dim, cfg.queue, cfg.moco_m, cfg.shuffle_bn).to(
             self.device, memory_format=torch.channels_last)
         self.encoder = encoder  # unwrapped, for evaluation and checkpoints
         if distributed():
             self.moco.encoder_q = torch.nn.parallel.DistributedDataParallel(self.moco.encoder_q)
-        self.optimizer = torch.optim.SGD(self.encoder.parameters(), lr=cfg.lr,
-                                         momentum=cfg.sgd_momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(cfg, self.encoder.parameters())
         self.start_epoch, self.history = 0, []
 
     # -- checkpoints -------------------------------------------------------------------
@@ -300,9 +326,10 @@ class Study:
 
     def load(self, path: Path):
         state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["config"] != self.cfg.identity():
+        stored = Config.from_stored(state["config"]).identity()
+        if stored != self.cfg.identity():
             raise ConfigError(f"checkpoint {path} was written by a different config "
-                              f"({_diff(state['config'], self.cfg.identity())}); delete the run "
+                              f"({_diff(stored, self.cfg.identity())}); delete the run "
                               f"directory or give this config another run name")
         self.moco.load_state_dict(_wrapped_keys(state["model"]))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -319,37 +346,43 @@ class Study:
         steps = n // cfg.batch_size
         perm = torch.randperm(n, generator=self.generator).to(self.device)
         moco.train()
-        total, seen, stats, start = 0.0, 0, None, time.perf_counter()
+        total, seen, stats, clamped, start = 0.0, 0, None, 0.0, time.perf_counter()
         for step in range(steps):
+            progress = epoch + step / steps  # in epochs
             for group in self.optimizer.param_groups:
-                group["lr"] = cosine_lr(cfg, (epoch + step / steps) / cfg.epochs)
+                group["lr"] = learning_rate(cfg, progress / cfg.epochs)
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size].view(world, -1)[rank]
-            loss, last = self.train_step(idx, epoch)
+            loss, last = self.train_step(idx, progress)
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"the loss is {loss} at epoch {epoch + 1}, step {step + 1}: lower lr "
                     f"(now {cfg.lr}) or raise t (now {cfg.t}); the last good checkpoint is kept")
             total += loss
             seen += cfg.batch_size
+            if cfg.loss in ("debiased", "hard"):
+                beta = cfg.beta if cfg.loss == "hard" else None
+                clamped += losses.clamp_binds(last.pos, last.neg, cfg.t, cfg.tau_plus, beta).float().mean().item()
             if step == steps - 1:
                 stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t, same_class=last.same_class())
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}")
         seconds = time.perf_counter() - start
-        return {"epoch": epoch + 1, "loss": total / steps, "lr": self.optimizer.param_groups[0]["lr"],
-                "train_seconds": seconds, "images_per_second": seen / seconds, "negatives": stats}
+        row = {"epoch": epoch + 1, "loss": total / steps, "lr": self.optimizer.param_groups[0]["lr"],
+               "train_seconds": seconds, "images_per_second": seen / seconds, "negatives": stats}
+        if cfg.loss in ("debiased", "hard"):
+            row["clamp_rate"] = clamped / steps  # share of rows whose Ng sat at its floor, over the epoch
+        return row
 
-    def train_step(self, idx: torch.Tensor, epoch: int):
-        """One optimisation step on the training images ``idx``; returns (loss, similarities seen)."""
+    def train_step(self, idx: torch.Tensor, progress: float):
+        """One optimisation step on the training images ``idx`` at ``progress`` epochs into the
+        run; returns (loss, similarities seen)."""
         images, labels = self.train_set.images[idx], self.train_set.labels[idx]
         x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in self.views(images, self.device_generator))
-        return self.update(x1, x2, labels, idx, epoch)
+        return self.update(x1, x2, labels, idx, progress)
 
-    def update(self, x1, x2, labels, idx, epoch: int):
+    def update(self, x1, x2, labels, idx, progress: float):
         """Loss on two views, gradient step, then the keys enter the queue (after the loss)."""
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
-        with amp:
-            loss, keys, last = self.step_loss(x1, x2, labels, epoch)
+        loss, keys, last = self.step_loss(x1, x2, labels, progress)
         if not torch.isfinite(loss):
             return loss.item(), last
         self.optimizer.zero_grad(set_to_none=True)
@@ -360,7 +393,7 @@ class Study:
             self.moco.enqueue(keys, labels.repeat(copies), idx.repeat(copies))
         return loss.item(), last
 
-    def step_loss(self, x1, x2, labels, epoch):
+    def step_loss(self, x1, x2, labels, progress: float):
         """The step's loss, the keys to enqueue, and the last pair's final (pos, neg, same-class mask)."""
         cfg = self.cfg
         if cfg.source == "batch":
@@ -377,7 +410,7 @@ class Study:
         queue_labels = self.moco.queue_labels
         loss = 0.0
         for pair in pairs:
-            neg = negatives_for(cfg, pair, self.moco, labels, epoch, self.device_generator)
+            neg = negatives_for(cfg, pair, self.moco, labels, progress, self.device_generator)
             loss = loss + objective(cfg, pair.pos, neg)
         return loss, torch.cat([p.k for p in pairs]), _Last(pair.pos.detach(), neg.detach(), labels,
                                                              queue_labels.clone())
@@ -445,7 +478,7 @@ def run(config, run_dir, notebook: str | None = None, method: str | None = None,
     run_dir = Path(run_dir)
     metrics_path, ckpt_path, cfg_path = run_dir / "metrics.json", run_dir / "checkpoint.pt", run_dir / "config.yaml"
     if cfg_path.exists():
-        old = Config.from_dict(yaml.safe_load(cfg_path.read_text())).identity()
+        old = Config.from_stored(yaml.safe_load(cfg_path.read_text())).identity()
         if old != cfg.identity():
             raise ConfigError(f"{run_dir} holds a run of a different config ({_diff(old, cfg.identity())}); "
                               f"delete that directory or give this config another run name")
@@ -486,7 +519,7 @@ def run(config, run_dir, notebook: str | None = None, method: str | None = None,
 def load_model(run_dir, device: str = "cpu") -> tuple[Study, dict]:
     """The trained ``Study`` of a finished run (weights from its last checkpoint) and its metrics."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = Config.from_stored(yaml.safe_load((run_dir / "config.yaml").read_text()))
     cfg.device = device
     study = Study(cfg)
     study.load(run_dir / "checkpoint.pt")

@@ -13,7 +13,7 @@ def fake_run(root, name, knn, seed=0, finished=True):
     final = {"knn_top1": knn, "linear_top1": knn + 1, "alignment": 0.5, "uniformity": -3.0,
              "train_seconds": 100.0, "images_per_second": 2000.0}
     record = {"run": name, "notebook": "02_x", "method": name.rsplit("_s", 1)[0], "finished": finished,
-              "config": {"dataset": "fashion_mnist", "epochs": 5, "seed": seed}, "epochs": []}
+              "config": {"dataset": "fashion_mnist", "epochs": 5, "seed": seed, "t": 0.2}, "epochs": []}
     if finished:
         record["final"] = final
     (d / "metrics.json").write_text(json.dumps(record))
@@ -28,9 +28,14 @@ def test_summary_has_one_row_per_finished_run_with_the_promised_columns(tmp_path
     path = study.write_summary("cpu")
     assert path == tmp_path / "summary.csv"
     table = pd.read_csv(path)
-    assert list(table.columns) == ["run", "notebook", "method", "dataset", "epochs", "seed", "knn_top1",
-                                   "linear_top1", "alignment", "uniformity", "train_seconds", "images_per_second"]
+    assert list(table.columns)[:12] == ["run", "notebook", "method", "dataset", "epochs", "seed", "knn_top1",
+                                        "linear_top1", "alignment", "uniformity", "train_seconds",
+                                        "images_per_second"]
+    assert {"loss", "source", "t", "tau_plus", "beta", "select", "select_fraction", "mochi_n", "mochi_s",
+            "mochi_s_prime", "queue", "batch_size", "optimizer", "lr"} <= set(table.columns)
     assert sorted(table["run"]) == ["moco_s0", "moco_s1"] and sorted(table["seed"]) == [0, 1]
+    # a run made before `precision` existed reads as how it was trained (float32)
+    assert set(table["precision"]) == {"fp32"} and table.loc[0, "t"] == 0.2
 
 
 def test_mean_std_over_seeds():
@@ -55,3 +60,50 @@ def test_parameters_name_the_missing_file_and_check_the_scale():
 def test_notebooks_are_in_the_study_order():
     names = [p.stem for p in study.notebooks()]
     assert names == sorted(names) and names[:2] == ["00_contrastive_learning", "01_moco_v2"]
+
+
+def records(values: dict[int, float], metric: str = "knn_top1") -> list[dict]:
+    return [{"config": {"seed": s}, "final": {metric: v}} for s, v in values.items()]
+
+
+def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
+    # differences 1, 2, 3: mean 2, sd 1, half-width t(0.975, 2)/√3 = 4.3027/1.7321 = 2.4841
+    results = {"a": records({0: 81.0, 1: 82.0, 2: 83.0}), "b": records({2: 80.0, 0: 80.0, 1: 80.0})}
+    d = study.paired_difference(results, "a", "b")
+    assert d.mean == pytest.approx(2.0) and d.seeds == 3
+    assert (d.low, d.high) == (pytest.approx(2 - 2.48414, abs=1e-4), pytest.approx(2 + 2.48414, abs=1e-4))
+    assert d.verdict() == "no difference resolved at this budget" and d.at_least(-1) and not d.at_least(0)
+    assert str(d) == "+2.00 [-0.48, +4.48]"
+
+
+def test_pairing_is_by_seed_not_by_order():
+    # a beats b by exactly 0.5 at every seed, although both spread over 10 points across seeds
+    results = {"a": records({0: 70.5, 1: 80.5, 2: 90.5}), "b": records({2: 90.0, 1: 80.0, 0: 70.0})}
+    d = study.paired_difference(results, "a", "b")
+    assert d.mean == pytest.approx(0.5) and d.high - d.low == pytest.approx(0, abs=1e-9)
+    assert d.verdict() == "better" and study.paired_difference(results, "b", "a").verdict() == "worse"
+
+
+def test_nearly_full_accuracy_needs_the_whole_interval_above_minus_one():
+    close = {"a": records({0: 80.0, 1: 80.1, 2: 79.9}), "b": records({0: 80.3, 1: 80.4, 2: 80.3})}
+    far = {"a": records({0: 78.0, 1: 80.0, 2: 79.5}), "b": records({0: 80.3, 1: 80.4, 2: 80.3})}
+    assert study.paired_difference(close, "a", "b").at_least(-1)
+    assert not study.paired_difference(far, "a", "b").at_least(-1)
+
+
+def test_fewer_than_three_seeds_claim_nothing():
+    results = {"a": records({0: 90.0, 1: 91.0}), "b": records({0: 80.0, 1: 80.0, 2: 80.0})}
+    d = study.paired_difference(results, "a", "b")
+    assert d.seeds == 2 and not d.claims and d.verdict() == "2 seeds, no claim" and not d.at_least(-1)
+    assert str(d) == "+10.50 (2 seeds)"
+    with pytest.raises(ValueError, match="share no seed"):
+        study.paired_difference({"a": records({5: 1.0}), "b": records({0: 1.0})}, "a", "b")
+
+
+def test_differences_table_gives_knn_and_linear_side_by_side():
+    results = {"a": [{"config": {"seed": s}, "final": {"knn_top1": 80 + s + 1, "linear_top1": 85 + s}}
+                     for s in range(3)],
+               "b": [{"config": {"seed": s}, "final": {"knn_top1": 80 + s, "linear_top1": 85 + s}} for s in range(3)]}
+    table = study.differences(results, [("a", "b")])
+    assert table.loc["a − b", "knn_top1 verdict"] == "better"
+    assert table.loc["a − b", "linear_top1 verdict"] == "no difference resolved at this budget"

@@ -51,9 +51,18 @@ def test_yaml_is_read_with_the_safe_loader(tmp_path):
 
 def test_cosine_lr_schedule():
     cfg = Config.from_dict(dict(lr=0.1, epochs=10))
-    assert train.cosine_lr(cfg, 0.0) == pytest.approx(0.1)
-    assert train.cosine_lr(cfg, 0.5) == pytest.approx(0.05)
-    assert train.cosine_lr(cfg, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert train.learning_rate(cfg, 0.0) == pytest.approx(0.1)
+    assert train.learning_rate(cfg, 0.5) == pytest.approx(0.05)
+    assert train.learning_rate(cfg, 1.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_constant_lr_schedule_and_adam_as_in_the_dcl_code():
+    cfg = Config.from_dict(dict(lr=1e-3, epochs=10, lr_schedule="constant", optimizer="adam", weight_decay=1e-6))
+    assert [train.learning_rate(cfg, p) for p in (0.0, 0.5, 0.99)] == [1e-3] * 3
+    opt = train.build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["weight_decay"] == 1e-6
+    with pytest.raises(ConfigError, match="optimizer must be one of"):
+        Config.from_dict(dict(optimizer="lamb"))
 
 
 @pytest.fixture(scope="module")
