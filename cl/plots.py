@@ -71,3 +71,38 @@ def source(fn) -> None:
 
     from IPython.display import Markdown, display
     display(Markdown(f"```python\n{inspect.getsource(fn)}```"))
+
+
+def intervals(diffs, title: str = "", ax=None):
+    """Paired differences (``cl.study.Difference``) as points with their 95 % t intervals
+    against the zero line: an interval clear of zero is a resolved difference."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.45 * len(diffs) + 1.2))
+    for y, d in enumerate(diffs):
+        err = [[d.mean - d.low], [d.high - d.mean]] if d.claims else None
+        colour = "tab:blue" if d.claims else "tab:gray"
+        ax.errorbar(d.mean, y, xerr=err, fmt="o", color=colour, capsize=3)
+    ax.axvline(0, color="k", lw=1, ls="--")
+    ax.set(yticks=range(len(diffs)), yticklabels=[f"{d.a} − {d.b}" + ("" if d.claims else f" ({d.seeds} seed)")
+                                                   for d in diffs],
+           xlabel=f"{diffs[0].metric.replace('_', ' ')} difference (points), 95 % t interval over seeds",
+           title=title)
+    ax.invert_yaxis()
+    ax.figure.tight_layout()
+    return ax
+
+
+def share_curves(table: pd.DataFrame, families: dict[str, list[tuple[float, str]]], baseline: float,
+                 metric: str = "knn_top1", ax=None):
+    """Accuracy against the share of each row's negatives kept, one line per family of
+    conditions (``families``: name → [(share kept, condition)]), with the all-negatives level."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, points in families.items():
+        points = sorted(points)
+        ax.plot([p for p, _ in points], [table.loc[c, metric] for _, c in points], marker="o", label=name)
+    ax.axhline(baseline, color="k", lw=1, ls="--", label="all negatives")
+    ax.set(xscale="log", xlabel="share of each row's negatives kept", ylabel=metric.replace("_", " "))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax

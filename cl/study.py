@@ -134,6 +134,20 @@ class Difference:
         return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """mean and the two-sided Student t interval of the mean, mean ± t_{(1+level)/2, n−1}·sd/√n;
+    the interval is NaN below MIN_SEEDS values (too few for a claim)."""
+    from scipy import stats
+    values = [float(v) for v in values]
+    n = len(values)
+    mean = sum(values) / n
+    if n < MIN_SEEDS:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1))
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 def paired_difference(results: dict[str, list[dict]], a: str, b: str, metric: str = "knn_top1",
                       level: float = 0.95) -> Difference:
     """Condition ``a`` minus condition ``b`` over the seeds both ran, paired by seed:
@@ -144,19 +158,12 @@ def paired_difference(results: dict[str, list[dict]], a: str, b: str, metric: st
     augmentations). A bootstrap over three seeds would be degenerate (ten distinct resamples),
     which is why the interval is Student's t.
     """
-    from scipy import stats
     by_seed = lambda name: {r["config"]["seed"]: r["final"][metric] for r in results[name]}
     va, vb = by_seed(a), by_seed(b)
     seeds = sorted(set(va) & set(vb))
     if not seeds:
         raise ValueError(f"{a!r} and {b!r} share no seed: nothing to pair")
-    d = [va[s] - vb[s] for s in seeds]
-    n, mean = len(d), sum(d) / len(d)
-    if n < MIN_SEEDS:
-        return Difference(a, b, metric, mean, math.nan, math.nan, n, level)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
-    return Difference(a, b, metric, mean, mean - half, mean + half, n, level)
+    return Difference(a, b, metric, *t_interval([va[s] - vb[s] for s in seeds], level), len(seeds), level)
 
 
 def differences(results: dict[str, list[dict]], pairs: list[tuple[str, str]],
@@ -217,7 +224,9 @@ def execute(scale: str, only: list[str] | None = None) -> None:
             print(f"   FAILED: {error.ename}: {error.evalue}", flush=True)
         html, _ = nbconvert.HTMLExporter().from_filename(str(dst))
         dst.with_suffix(".html").write_text(html)
-        print(f"   {time.perf_counter() - start:.0f} s: {dst.relative_to(ROOT)}", flush=True)
+        seconds = time.perf_counter() - start
+        record_minutes(scale, py.stem, seconds / 60)
+        print(f"   {seconds:.0f} s: {dst.relative_to(ROOT)}", flush=True)
     path = write_summary(scale)
     print(f"summary: {path.relative_to(ROOT)}")
     if failed:
@@ -227,17 +236,74 @@ def execute(scale: str, only: list[str] | None = None) -> None:
 def summary_rows(scale: str) -> list[dict]:
     """One row per finished training run of the scale, with the columns of SUMMARY_COLUMNS
     (config keys a run predates read as the value it was trained with)."""
-    from cl.train import LEGACY
+    from cl.train import LEGACY, Config
+    defaults = {**Config().to_dict(), **LEGACY}
     rows = []
     for path in sorted((RUNS / scale).glob("*/metrics.json")):
         m = json.loads(path.read_text())
         if not m.get("finished"):
             continue
-        cfg, final = {**LEGACY, **m["config"]}, m["final"]
+        cfg, final = {**defaults, **m["config"]}, m["final"]
         rows.append({"run": m["run"], "notebook": m["notebook"], "method": m["method"],
                      "dataset": cfg["dataset"], "epochs": cfg["epochs"], "seed": cfg["seed"],
                      **{k: final[k] for k in FINAL_COLUMNS}, **{k: cfg.get(k) for k in CONFIG_COLUMNS}})
     return rows
+
+
+def record_minutes(scale: str, notebook: str, minutes: float) -> None:
+    """Keep the wall-clock minutes of a notebook's last execution (``notebooks/minutes.json``)."""
+    path = RUNS / scale / "notebooks" / "minutes.json"
+    done = json.loads(path.read_text()) if path.exists() else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**done, notebook: round(minutes, 2)}, indent=1, sort_keys=True))
+
+
+def setting(row) -> str:
+    """The training setting a run's number comes from, in words: the source of negatives, the
+    temperature and the optimiser (and the precision when it is not the default bf16)."""
+    source = f"queue K={int(row['queue'])}" if row["source"] == "queue" else "in-batch 2B−2"
+    text = f"{source}, t={row['t']:g}, {row['optimizer']} lr {row['lr']:g}"
+    return text + (", fp32" if row.get("precision") == "fp32" else "")
+
+
+def results_table(scale: str = "cpu") -> str:
+    """The study's results as Markdown, from the summary of finished runs (``summary.csv``) and
+    the recorded notebook minutes: one row per condition (its runs' seeds pooled, mean ± std),
+    and one line per notebook with its wall-clock minutes. The README's tables are this output."""
+    import pandas as pd
+    table = pd.DataFrame(summary_rows(scale), columns=SUMMARY_COLUMNS)
+    if table.empty:
+        return f"no finished runs under runs/{scale}/: run `make run` first"
+    table["condition"] = table["run"].str.replace(r"_s\d+$", "", regex=True)
+    table["setting"] = table.apply(setting, axis=1)
+    fmt = lambda v, d=2: f"{v.mean():.{d}f}" + (f" ± {v.std():.{d}f}" if len(v) > 1 else "")
+    lines = ["| notebook | condition | setting | epochs | seeds | kNN top-1 | linear top-1 | alignment "
+             "| uniformity | train min/run |", "|" + " --- |" * 10]
+    for (notebook, condition), g in table.groupby(["notebook", "condition"], sort=True):
+        lines.append(f"| {notebook} | {condition} | {g['setting'].iloc[0]} | {g['epochs'].iloc[0]} | {len(g)} "
+                     f"| {fmt(g['knn_top1'])} | {fmt(g['linear_top1'])} | {fmt(g['alignment'], 3)} "
+                     f"| {fmt(g['uniformity'], 3)} | {g['train_seconds'].mean() / 60:.1f} |")
+    path = RUNS / scale / "notebooks" / "minutes.json"
+    if path.exists():
+        minutes = json.loads(path.read_text())
+        lines += ["", "| notebook | minutes (wall clock, last execution) |", "| --- | --- |",
+                  *[f"| {nb} | {m:.1f} |" for nb, m in sorted(minutes.items())],
+                  f"| total | {sum(minutes.values()):.1f} |"]
+    return "\n".join(lines)
+
+
+README_BEGIN, README_END = "<!-- results: begin -->", "<!-- results: end -->"
+
+
+def write_readme_results(scale: str = "cpu", readme: Path = ROOT / "README.md") -> None:
+    """Replace the README's results block (between README_BEGIN and README_END) with
+    ``results_table``, so that no number there is typed by hand."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_BEGIN} … {README_END} block to fill")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_BEGIN}\n{results_table(scale)}\n{README_END}{tail}")
 
 
 def write_summary(scale: str) -> Path:
@@ -250,7 +316,9 @@ def write_summary(scale: str) -> Path:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "prepare", "summary"])
+    parser.add_argument("action", choices=["run", "prepare", "summary", "table"],
+                        help="table: print the results as Markdown (--readme: write them into README.md)")
+    parser.add_argument("--readme", action="store_true", help="with table: fill README.md's results block")
     parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--only", nargs="*", help="notebook names (default: all, in order)")
     args = parser.parse_args(argv)
@@ -260,6 +328,10 @@ def main(argv=None):
     elif args.action == "prepare":
         for p in prepare(args.scale):
             print(p.relative_to(ROOT))
+    elif args.action == "table":
+        if args.readme:
+            write_readme_results(args.scale)
+        print(results_table(args.scale))
     else:
         print(write_summary(args.scale))
 

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 2 · Which negatives matter? (Cai, Frankle, Schwab, Morcos 2020)
 #
-# *Slides 6–12 of the seed deck.* Cai et al. train MoCo v2 on ImageNet with only a chosen
+# Cai et al. train MoCo v2 on ImageNet with only a chosen
 # subset of the queue as negatives, and ask what is **necessary** and what is **sufficient**.
 # The difficulty of a negative $k^-$ for a query $q$ is their dot product $q\cdot k^-$ (both
 # normalised): the more similar, the harder. Negatives are ranked **per query over the whole
@@ -31,14 +31,25 @@
 #
 # We add the two controls the reading needs: a **random 5 %** (is "hardest 5 %" better than any
 # 5 %?) and the **same-class oracle**, which removes the negatives that share the query's
-# label. ImageNet has 1000 classes, so ~0.1 % of a random queue is same-class; the deck's
-# question (slide 19) is whether "the hardest 0.1 %" is simply "the false negatives".
-# Fashion-MNIST has 10 classes: 10 % of the queue shares the query's class.
+# label. ImageNet has 1000 classes, so ~0.1 % of a random queue is same-class; the question is
+# whether "the hardest 0.1 %" is simply "the false negatives". Fashion-MNIST has 10 classes:
+# 10 % of the queue shares the query's class, so the analogue of the 0.1 % here is the
+# hardest **10 %**, which we run beside the oracle.
+#
+# "Remove the hardest 5 %" and "only the easiest 95 %" are one experiment: a row of $N$
+# keeps $N - \lfloor 0.05N \rfloor = \lceil 0.95N \rceil$ entries either way, the same ones (checked
+# below), so it is reported once. Cai et al. also plot accuracy against the share kept, for the
+# hardest and for the easiest subsets, and repeat the 0.1 % removal at several temperatures:
+# so do we.
 
 # %% tags=["parameters"]
 scale = "cpu"                 # smoke | cpu | gpu
 base = {"epochs": 4}          # the comparison schedule shared by notebooks 02–06
-seeds = [0, 1, 2]             # seeds of the key comparisons (mean ± std)
+seeds = [0, 1, 2]             # seeds of the key comparisons (paired 95 % intervals)
+temperatures = [0.2, 0.5]     # besides the base's t: "remove the hardest 0.1 %" against its own baseline
+keep_shares = [0.01, 0.05, 0.1, 0.25, 0.5]       # curve: only the hardest share f (one seed)
+drop_shares = [0.01, 0.05, 0.1, 0.25, 0.5]       # curve: remove the hardest f (only the easiest 1 − f)
+random_shares = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.95]  # curve: a random share, the control of both
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
 # %%
@@ -81,61 +92,82 @@ g = torch.Generator().manual_seed(0)
 row = torch.randn(1, 400, generator=g).mul(0.25).clamp(-1, 1).sort(descending=True).values
 labels, row_labels = torch.tensor([0]), torch.randint(0, 10, (400,), generator=g)
 modes = {"hardest 5%": ("hardest", 0.05), "drop hardest 5%": ("drop_hardest", 0.05),
-         "easiest 95%": ("easiest", 0.95), "random 5%": ("random", 0.05),
-         "drop hardest 1%": ("drop_hardest", 0.01), "drop same class": ("drop_same_class", None)}
-fig, ax = plt.subplots(figsize=(9, 2.8))
+         "random 5%": ("random", 0.05), "drop hardest 1%": ("drop_hardest", 0.01),
+         "drop same class": ("drop_same_class", None)}
+fig, ax = plt.subplots(figsize=(9, 2.6))
 for i, (name, (mode, f)) in enumerate(modes.items()):
     kept = torch.isfinite(negatives.select(row, mode, f, labels=labels, queue_labels=row_labels, generator=g))[0]
     ax.scatter(np.arange(400)[kept.numpy()], np.full(int(kept.sum()), i), s=2)
-    assert kept.sum() == negatives.kept_count(400, mode, f) if mode != "drop_same_class" else True
+    if mode != "drop_same_class":
+        assert kept.sum() == negatives.kept_count(400, mode, f)
 ax.set(yticks=range(len(modes)), yticklabels=list(modes), xlabel="rank in the row (0 = hardest)")
 fig.tight_layout()
 
 # %% [markdown]
+# "Remove the hardest $f$" and "only the easiest $1-f$" select the same entries, for every row
+# length up to the queue's and every share of the curves below:
+
+# %%
+rows = torch.randn(1, 4096, generator=g)
+for n in range(1, 4097, 7):
+    for f in drop_shares + [0.001]:
+        easiest = negatives.select(rows[:, :n], "easiest", 1 - f)
+        assert torch.equal(torch.isfinite(easiest), torch.isfinite(negatives.select(rows[:, :n], "drop_hardest", f)))
+
+# %% [markdown]
 # ## The experiment
 #
-# Every condition is the MoCo v2 baseline of notebook 01 on the comparison schedule (`base`),
-# with one change: the selection applied to each query's row of the queue before InfoNCE.
-# The key conditions run with several seeds.
+# Every condition is the MoCo v2 baseline of notebook 01 on the comparison schedule (`base`:
+# the queue of $K = 4096$ keys, $t = 0.1$, SGD), with one change: the selection applied to each
+# query's row of the queue before InfoNCE. The **key conditions** run with every seed and decide
+# the claims; the **curves** are one seed per point: exploratory, they claim nothing by themselves.
 
 # %%
-key = {
-    "moco": {},
-    "hardest_5pct": {"select": "hardest", "select_fraction": 0.05},
-    "easiest_95pct": {"select": "easiest", "select_fraction": 0.95},
-    "drop_hardest_0.1pct": {"select": "drop_hardest", "select_fraction": 0.001},
-}
-controls = {
-    "drop_hardest_5pct": {"select": "drop_hardest", "select_fraction": 0.05},
-    "random_5pct": {"select": "random", "select_fraction": 0.05},
-    "drop_same_class": {"select": "drop_same_class"},
-}
-results = study.run_conditions(key, base, seeds, scale, NB)
-results.update(study.run_conditions(controls, base, seeds[:1], scale, NB))
+pct = lambda f: f"{f * 100:g}pct"
+keep = lambda mode, f: {"select": mode, "select_fraction": f}
+key = {"moco": {}, "hardest_5pct": keep("hardest", 0.05), "random_5pct": keep("random", 0.05),
+       "drop_hardest_5pct": keep("drop_hardest", 0.05), "drop_hardest_0.1pct": keep("drop_hardest", 0.001),
+       "drop_hardest_10pct": keep("drop_hardest", 0.1), "drop_same_class": {"select": "drop_same_class"}}
+by_temperature = {}
+for t in temperatures:
+    by_temperature[f"moco_t{t:g}"] = {"t": t}
+    by_temperature[f"drop_hardest_0.1pct_t{t:g}"] = {"t": t, **keep("drop_hardest", 0.001)}
+families = {"only the hardest": [(f, f"hardest_{pct(f)}", keep("hardest", f)) for f in keep_shares],
+            "only the easiest (= remove the hardest)": [(1 - f, f"drop_hardest_{pct(f)}", keep("drop_hardest", f))
+                                                        for f in drop_shares],
+            "random (control)": [(f, f"random_{pct(f)}", keep("random", f)) for f in random_shares]}
+curve = {name: overrides for points in families.values() for _, name, overrides in points}
+results = study.run_conditions({**key, **by_temperature}, base, seeds, scale, NB)
+results.update(study.run_conditions({k: v for k, v in curve.items() if k not in results}, base, seeds[:1], scale, NB))
 table = study.mean_std(results)
-display(study.formatted(table))
+display(study.formatted(table.loc[list(key) + list(by_temperature)]))
+
+# %% [markdown]
+# ### The curves: accuracy against the share kept
+#
+# One seed per point (exploratory); at the shares of the key conditions the point is seed 0
+# of those runs. The dashed line is all negatives (mean over seeds).
 
 # %%
-fig, ax = plt.subplots(figsize=(8, 3.2))
-order = table["knn_top1"].sort_values().index
-ax.barh(order, table.loc[order, "knn_top1"], xerr=table.loc[order, "knn_top1 std"].fillna(0), color="tab:blue")
-ax.axvline(table.loc["moco", "knn_top1"], color="k", lw=1, ls="--", label="all negatives")
-lo = table["knn_top1"].min()
-ax.set(xlabel="kNN top-1 (%), mean ± std over seeds", xlim=(max(0, lo - 5), None))
-ax.legend(loc="lower right")
+seed0 = study.mean_std({name: [r for r in results[name] if r["config"]["seed"] == seeds[0]] for name in curve})
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
+for ax, metric in zip(axes, ("knn_top1", "linear_top1")):
+    plots.share_curves(seed0, {fam: [(share, name) for share, name, _ in pts] for fam, pts in families.items()},
+                       table.loc["moco", metric], metric=metric, ax=ax)
+    ax.set_title(f"{metric.replace('_', ' ')} at {base.get('epochs')} epochs, seed {seeds[0]} (exploratory)")
 fig.tight_layout()
 
 # %%
-plots.curves({name: recs[0] for name, recs in results.items()}, keys=("loss", "knn_top1"),
-             title="seed 0 of each condition");
+plots.curves({name: results[name][0] for name in key}, keys=("loss", "knn_top1"),
+             title=f"seed {seeds[0]} of each key condition");
 
 # %% [markdown]
 # ## Where the gradient goes, and what the hardest negatives are
 #
 # During training the loop logs, for the last step of each epoch, the distribution of the
 # negatives' similarities and, per difficulty band, the share of InfoNCE's gradient the band
-# carries (a negative's share is its softmax probability) and the fraction of its negatives
-# that share the query's class. Chance is 1/10 for Fashion-MNIST.
+# carries (a negative's share is its softmax probability over $[\text{pos}, \text{neg}]/t$) and
+# the fraction of its negatives that share the query's class. Chance is 1/10 for Fashion-MNIST.
 
 # %%
 stats = results["moco"][0]["epochs"]
@@ -154,32 +186,44 @@ same.iloc[-1].plot.bar(ax=axes[2], title="same-class fraction per band (last epo
 axes[2].axhline(0.1, color="k", ls="--", lw=1, label="chance (1/10)")
 axes[2].legend()
 fig.tight_layout()
-display(pd.concat({"gradient share": share.iloc[-1], "same-class fraction": same.iloc[-1]}, axis=1).round(3))
 
 # %% [markdown]
-# The numbers above come from one batch. For a firmer estimate, we take the trained baseline,
-# embed 1024 training images as queries and rank its whole final queue (4096 keys, with their
-# labels and data-set indices) for each; a query's own image is excluded.
+# The numbers above come from one batch. For firmer estimates we take each seed's trained
+# baseline, draw 1024 training images, and contrast $q = f_q(\text{view}_1)$ with its real
+# positive $k = f_k(\text{view}_2)$ and with the model's whole final queue (4096 keys, with
+# their labels and data-set indices), as in training; an image's own key is excluded. The
+# gradient shares are pooled over rows, so they depend on the positives' logits too.
 
 # %%
-trained, _ = train.load_model(study.run_dir(scale, "moco_s0"))
-moco = trained.moco
-g = torch.Generator().manual_seed(1)
-idx = torch.randperm(len(trained.train_set), generator=g)[:1024]
-with torch.no_grad():
-    q = F.normalize(moco.encoder_q(augment.to_float(trained.train_set.images[idx], trained.aug_cfg)), dim=1)
-    neg = q @ moco.queue.T
-    neg[moco.queue_index[None, :] == idx[:, None]] = -float("inf")
-    same_class = moco.queue_labels[None, :] == trained.train_set.labels[idx][:, None]
-    pos = torch.ones(len(q))  # the share of the gradient among negatives does not depend on pos
-    final_bands = negatives.difficulty_bands(pos, neg, trained.cfg.t, same_class=same_class)
+def probe(run_name, n=1024, seed=1):
+    trained, _ = train.load_model(study.run_dir(scale, run_name))
+    moco, ts = trained.moco, trained.train_set
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(ts), generator=g)[:n]
+    with torch.no_grad():
+        x1, x2 = trained.views(ts.images[idx], g)
+        q, k = F.normalize(moco.encoder_q(x1), dim=1), F.normalize(moco.encoder_k(x2), dim=1)
+        neg = q @ moco.queue.T
+        neg[moco.queue_index[None, :] == idx[:, None]] = -float("inf")
+        same_class = moco.queue_labels[None, :] == ts.labels[idx][:, None]
+        bands = negatives.difficulty_bands((q * k).sum(1), neg, trained.cfg.t, same_class=same_class)
+    finite = torch.isfinite(neg)
+    chance = (same_class & finite).sum().item() / finite.sum().item()
+    return trained, idx, neg, bands, chance
+
+
+probes = {seed: probe(f"moco_s{seed}") for seed in seeds}
+trained, idx, neg, final_bands, chance = probes[seeds[0]]
 hardest = pd.DataFrame({"same-class fraction": final_bands["same_class_fraction"],
                         "gradient share": final_bands["gradient_share"],
-                        "negatives per query": np.array(final_bands["band_counts"]) / len(q)},
+                        "negatives per query": np.array(final_bands["band_counts"]) / len(idx)},
                        index=final_bands["band_names"])
 display(hardest.round(3))
-chance = (same_class & torch.isfinite(neg)).sum().item() / torch.isfinite(neg).sum().item()
-print(f"same-class rate of the whole queue: {chance:.3f}")
+# the hardest band that no seed leaves empty (the 0.1 % of a queue under 1000 keys holds no key)
+band = next(b for b in range(len(bands)) if all(p[3]["same_class_fraction"][b] is not None for p in probes.values()))
+same_hardest = [p[3]["same_class_fraction"][band] for p in probes.values()]
+print(f"same-class fraction of the hardest band ({bands[band]}), per seed: "
+      f"{', '.join(f'{x:.3f}' for x in same_hardest)}; whole queue: {chance:.3f}")
 
 # %% [markdown]
 # The hardest negatives of a few queries, from the queue (its stored data-set indices give
@@ -187,8 +231,8 @@ print(f"same-class rate of the whole queue: {chance:.3f}")
 
 # %%
 rank = negatives.difficulty_rank(neg[:6])
+moco, names = trained.moco, trained.train_set.classes
 fig, axes = plt.subplots(6, 7, figsize=(8, 7.5))
-names = trained.train_set.classes
 for r in range(6):
     axes[r][0].imshow(trained.train_set.images[idx[r], 0], cmap="gray")
     axes[r][0].set_title(f"query: {names[trained.train_set.labels[idx[r]]]}", fontsize=7)
@@ -206,35 +250,55 @@ fig.tight_layout()
 # %% [markdown]
 # ## What we measured, against what the paper reported
 #
-# The next cell writes the comparison from this run's numbers; the asserts check each claim
-# that the text makes.
+# Each key comparison is condition − all negatives (or − its control), paired by seed, with a
+# 95 % t interval over the seeds; the interval decides the word (*better*, *worse*, or *no
+# difference resolved at this budget*). kNN decides; the linear probe stands beside it. Every
+# conclusion holds for this schedule only (`base`), and short schedules favour what learns fast.
 
 # %%
-knn = table["knn_top1"]
-delta = (knn - knn["moco"]).round(2)
-display(delta.to_frame("kNN top-1 − all negatives (points)"))
-same_hardest = final_bands["same_class_fraction"][0]  # None when the band is empty (a queue under 1000)
-pct = lambda x: "n/a (empty band)" if x is None else f"{x:.0%}"
-summary = f"""
-* **Hardest 5 % only**: {delta['hardest_5pct']:+.2f} points against all negatives; random 5 %: {delta['random_5pct']:+.2f}.
-* **Remove the hardest 5 %**: {delta['drop_hardest_5pct']:+.2f}; **easiest 95 % only**: {delta['easiest_95pct']:+.2f}.
-* **Remove the hardest 0.1 %**: {delta['drop_hardest_0.1pct']:+.2f}; **same-class oracle**: {delta['drop_same_class']:+.2f}.
-* The hardest 0.1 % of the trained model's queue are same-class in {pct(same_hardest)} of cases,
-  against {chance:.0%} for the whole queue: hard negatives are mostly false negatives here.
-  With 10 classes, though, removing the hardest 0.1 % (4 of 4096) removes only a small part of
-  the ~10 % same-class negatives: on Fashion-MNIST "0.1 %" and "the false negatives" are not
-  the same set, which answers the deck's question — the 0.1 % threshold is tied to ImageNet's
-  1000 classes and should not be expected to carry over unchanged.
-"""
-display(Markdown(summary))
+pairs = [("hardest_5pct", "moco"), ("hardest_5pct", "random_5pct"), ("random_5pct", "moco"),
+         ("drop_hardest_5pct", "moco"), ("drop_hardest_0.1pct", "moco"),
+         *[(f"drop_hardest_0.1pct_t{t:g}", f"moco_t{t:g}") for t in temperatures],
+         ("drop_hardest_10pct", "moco"), ("drop_same_class", "moco"), ("drop_same_class", "drop_hardest_10pct")]
+diffs = {pair: study.paired_difference(results, *pair) for pair in pairs}
+linear = {pair: study.paired_difference(results, *pair, metric="linear_top1") for pair in pairs}
+display(study.differences(results, pairs))
+plots.intervals(list(diffs.values()), title=f"kNN top-1, {base.get('epochs')} epochs");
 
 # %%
-assert set(table.index) == set(key) | set(controls) and np.isfinite(table["knn_top1"]).all()
+schedule = f"at {train.Config.from_dict(base).epochs} epochs"
+d = lambda a, b="moco": diffs[(a, b)]
+lin = lambda a, b="moco": linear[(a, b)]
+nearly_full = d("hardest_5pct").at_least(-1)
+same_mean, same_low, same_high = study.t_interval(same_hardest)
+display(Markdown(f"""
+Conclusions {schedule} (differences in kNN points, 95 % interval; linear probe beside it):
+
+* **Only the hardest 5 %** against all negatives: {d('hardest_5pct')} ({d('hardest_5pct').verdict()};
+  linear {lin('hardest_5pct')}). "Nearly full accuracy" (the interval's lower end above −1 point):
+  **{'yes' if nearly_full else 'not shown'}**. Against a **random 5 %** of the same size:
+  {d('hardest_5pct', 'random_5pct')} ({d('hardest_5pct', 'random_5pct').verdict()}).
+* **Remove the hardest 5 %** (= only the easiest 95 %): {d('drop_hardest_5pct')}
+  ({d('drop_hardest_5pct').verdict(worse='worse: the hardest 5 % are necessary')}).
+* **Remove the hardest 0.1 %**: at t = {train.Config.from_dict(base).t:g}, {d('drop_hardest_0.1pct')}
+  ({d('drop_hardest_0.1pct').verdict()}); """ + "; ".join(
+    f"at t = {t:g}, {d(f'drop_hardest_0.1pct_t{t:g}', f'moco_t{t:g}')} "
+    f"({d(f'drop_hardest_0.1pct_t{t:g}', f'moco_t{t:g}').verdict()})" for t in temperatures) + f""".
+* The hardest negatives ({bands[band]} band) of each trained baseline's queue are same-class in {same_mean:.0%} of cases
+  ({f"95 % interval over {len(same_hardest)} seeds: [{same_low:.0%}, {same_high:.0%}]" if len(same_hardest) >= study.MIN_SEEDS
+     else f"{len(same_hardest)} seed, no interval"}), against {chance:.0%} for the whole
+  queue. With 10 classes the 0.1 % (4 of 4096) are a small part of the ~10 % same-class keys, so
+  the analogue of ImageNet's 0.1 % is the class prior: **removing the hardest 10 %**
+  {d('drop_hardest_10pct')} ({d('drop_hardest_10pct').verdict()}), against **the same-class oracle**
+  {d('drop_same_class')} ({d('drop_same_class').verdict()}); oracle − hardest 10 %:
+  {d('drop_same_class', 'drop_hardest_10pct')} ({d('drop_same_class', 'drop_hardest_10pct').verdict()}).
+"""))
+
+# %%
+assert set(key) | set(by_temperature) <= set(table.index) and np.isfinite(table["knn_top1"]).all()
 assert abs(sum(final_bands["gradient_share"]) - 1) < 1e-4
 if check_claims:
-    # The hardest negatives are same-class well above chance
-    assert same_hardest > 2 * chance
-    # Necessary: removing the hardest 5 % or keeping only the easiest 95 % costs accuracy
-    assert delta["drop_hardest_5pct"] < 0 and delta["easiest_95pct"] < 0
-    # Sufficient: the hardest 5 % beat a random 5 % of the same size
-    assert knn["hardest_5pct"] > knn["random_5pct"]
+    # every comparison above that carries a word has the seeds a claim needs
+    assert all(x.claims for x in diffs.values()) and all(x.claims for x in linear.values())
+    # the text reads the hardest 0.1 % as mostly same-class: its interval must clear chance
+    assert bands[band] == "hardest 0.1%" and same_low > chance

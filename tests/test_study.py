@@ -107,3 +107,18 @@ def test_differences_table_gives_knn_and_linear_side_by_side():
     table = study.differences(results, [("a", "b")])
     assert table.loc["a − b", "knn_top1 verdict"] == "better"
     assert table.loc["a − b", "linear_top1 verdict"] == "no difference resolved at this budget"
+
+
+def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "RUNS", tmp_path)
+    fake_run(tmp_path, "moco_s0", 80.0)
+    fake_run(tmp_path, "moco_s1", 82.0, seed=1)
+    study.record_minutes("cpu", "02_x", 12.5)
+    table = study.results_table("cpu")
+    assert "| 02_x | moco | queue K=4096, t=0.2, sgd lr 0.03, fp32 | 5 | 2 | 81.00 ± 1.41 |" in table
+    assert "| 02_x | 12.5 |" in table and "| total | 12.5 |" in table
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{study.README_BEGIN}\nold numbers\n{study.README_END}\noutro\n")
+    study.write_readme_results("cpu", readme)
+    text = readme.read_text()
+    assert "old numbers" not in text and "81.00 ± 1.41" in text and text.endswith(f"{study.README_END}\noutro\n")
