@@ -261,7 +261,7 @@ def record_minutes(scale: str, notebook: str, minutes: float) -> None:
 def setting(row) -> str:
     """The training setting a run's number comes from, in words: the source of negatives, the
     temperature and the optimiser (and the precision when it is not the default bf16)."""
-    source = f"queue K={int(row['queue'])}" if row["source"] == "queue" else "in-batch 2B−2"
+    source = f"queue K={int(row['queue'])}" if row["source"] == "queue" else f"in-batch 2B−2, B={int(row['batch_size'])}"
     text = f"{source}, t={row['t']:g}, {row['optimizer']} lr {row['lr']:g}"
     return text + (", fp32" if row.get("precision") == "fp32" else "")
 
