@@ -128,10 +128,14 @@ class Difference:
         within one point); never true without enough seeds."""
         return self.claims and self.low > margin
 
-    def __str__(self) -> str:
+    def text(self, digits: int = 2) -> str:
+        """``+mean [+low, +high]``, or ``+mean (n seeds)`` when the comparison claims nothing."""
         if not self.claims:
-            return f"{self.mean:+.2f} ({self.seeds} seed{'s' * (self.seeds != 1)})"
-        return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+            return f"{self.mean:+.{digits}f} ({self.seeds} seed{'s' * (self.seeds != 1)})"
+        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+
+    def __str__(self) -> str:
+        return self.text()
 
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
