@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 1 · MoCo v2: the framework under study
 #
-# *Slide 10 of the seed deck.* Cai et al. study negatives inside **MoCo v2** (Chen, Fan,
+# Cai et al. study negatives inside **MoCo v2** (Chen, Fan,
 # Girshick, He 2020), so this is the baseline every later notebook changes one piece of.
 #
 # * a **query encoder** $f_q$ (backbone + 2-layer MLP head) trained by gradient;
@@ -31,7 +31,9 @@
 scale = "cpu"                  # smoke | cpu | gpu
 base = {"epochs": 25}          # cl.train.Config overrides for the baseline run
 check_claims = True            # assert the claims about the trained model (off at the smoke scale)
-knn_target = 85.0              # the issue's goal for the cpu-scale kNN top-1 (%), reported, not assumed
+knn_target = 85.0              # the project's goal for the cpu-scale kNN top-1 (%), reported, not assumed
+comparison = {"epochs": 4}     # the comparison schedule of notebooks 02–06, for the seeded checks below
+seeds = [0, 1, 2]              # seeds of those checks (paired 95 % intervals)
 
 # %%
 import importlib.util
@@ -109,12 +111,18 @@ assert 10 < min(raw.values()) and max(raw.values()) < 100
 # %% [markdown]
 # ## Training the baseline
 #
-# The cpu-scale recipe (`cl.train.Config` defaults): a small 4-block CNN (0.39 M parameters,
-# channels-last, which measured 2× faster than the default layout on two CPU cores), a
-# 2-layer MLP head to 128-d, queue $K=4096$, $m=0.99$, $t=0.1$, SGD with lr 0.06, momentum
-# 0.9, weight decay 5e-4, a cosine schedule, batch 256, crops of 20–100 % of the image.
-# The run is checkpointed every epoch; re-running this cell reuses a finished run and
-# resumes an interrupted one.
+# The cpu-scale recipe is `cl.train.Config`'s defaults (printed below from the config itself):
+# a small 4-block CNN (0.39 M parameters, channels-last, which measured 2× faster than the
+# default layout on two CPU cores) under bf16 autocast, a 2-layer MLP head to 128-d, queue
+# $K=4096$, $m=0.99$, $t=0.1$, SGD with momentum and a cosine schedule. The run is
+# checkpointed every epoch; re-running this cell reuses a finished run and resumes an
+# interrupted one.
+
+# %%
+recipe = train.Config.from_dict(base)
+print(f"lr {recipe.lr}, momentum {recipe.sgd_momentum}, weight decay {recipe.weight_decay}, batch {recipe.batch_size}, "
+      f"crops of {recipe.crop_min:.0%}–100 % of the image, K {recipe.queue}, m {recipe.moco_m}, t {recipe.t}, "
+      f"{recipe.epochs} epochs, precision {recipe.precision}")
 
 # %%
 baseline = train.run(base, study.run_dir(scale, "01_moco_v2"), notebook="01_moco_v2", method="moco_v2")
@@ -177,7 +185,8 @@ assert abs(accuracy - final["knn_top1"]) < 0.5, "the same classifier as the run'
 # | symmetric loss | 78.90 | 85.63 | 1,400 |
 #
 # Split BN and the symmetric loss gain (or lose) little per epoch at twice the cost per
-# step, so under a fixed time budget the plain step wins. Channels-last memory format doubled
+# step, so under a fixed time budget the plain step wins (these rows predate bf16 autocast and
+# were measured in float32). Channels-last memory format doubled
 # the CPU step's speed (1,600 → 3,200 images/s for this CNN), the largest single gain. The
 # machine's speed itself varies by about ±20 % from run to run (2,200–3,200 images/s for the
 # same step). At 25 epochs the chosen recipe reached 83.4 % kNN and 87.8 % linear in 651 s of
@@ -185,19 +194,43 @@ assert abs(accuracy - final["knn_top1"]) < 0.5, "the same classifier as the run'
 # keep_freed_memory`, no more page faults every step) the same run takes 547 s (2,700
 # images/s), with the same numbers: within 10 minutes, but the 85 % goal is not reached.
 #
-# ## What we measured
+# ## bf16 on the CPU, and the claim against raw pixels, with seeds
 #
-# The claim of this notebook, checked below: MoCo v2 beats the raw-pixel kNN baseline under
-# the same protocol, in kNN and in the linear probe. The issue's goal — 85 % kNN within 10
-# minutes of training on two cores — is reported, not assumed: on this machine the 25-epoch
-# run took about 550 s and reached about 83.4 %.
+# This processor runs bf16 natively, so the encoder computes under bf16 autocast (the
+# embeddings return to float32 before normalisation, so similarities, selection and losses
+# never tie at bf16's resolution). Kept only if the accuracy holds: the comparison schedule
+# with and without it, paired by seed. The same runs carry this notebook's claim with seeds:
+# the 25-epoch baseline above is **one seed** and claims nothing by itself; the claim that
+# MoCo v2 beats raw pixels is tested on the comparison schedule's seeds.
 
 # %%
+checks = study.run_conditions({"moco": {}, "moco_fp32": {"precision": "fp32"}}, comparison, seeds, scale, "01_moco_v2")
+precision = {m: study.paired_difference(checks, "moco", "moco_fp32", m) for m in ("knn_top1", "linear_top1")}
+speed = study.t_interval([r["final"]["images_per_second"] / f["final"]["images_per_second"]
+                          for r, f in zip(checks["moco"], checks["moco_fp32"])])
 best_raw = max(raw.values())
-print(f"MoCo v2 kNN {final['knn_top1']:.2f}% vs best raw-pixel kNN {best_raw:.2f}% "
+vs_raw = study.t_interval([r["final"]["knn_top1"] - best_raw for r in checks["moco"]])
+display(pd.DataFrame({"bf16 − fp32 (points)": {m: d.text() for m, d in precision.items()},
+                      "verdict": {m: d.verdict() for m, d in precision.items()}}))
+print(f"bf16/fp32 training images/s: {speed[0]:.2f}× (runs timed one after the other, not interleaved: "
+      f"`make bench` times the step itself)")
+print(f"MoCo v2 at {comparison['epochs']} epochs − best raw-pixel kNN: {vs_raw[0]:+.2f} points "
+      f"(95 % interval [{vs_raw[1]:+.2f}, {vs_raw[2]:+.2f}] over {len(seeds)} seeds)")
+
+# %% [markdown]
+# ## What we measured
+#
+# The claims, checked below on the seeded runs: bf16 keeps the accuracy ("nearly the same":
+# the interval of bf16 − fp32 above −1 point), and MoCo v2 beats the raw-pixel kNN under the
+# same protocol already at the comparison schedule (the interval above 0). The project's goal,
+# 85 % kNN within 10 minutes of training on two cores, is reported for the one-seed 25-epoch
+# run, not assumed.
+
+# %%
+print(f"MoCo v2 ({recipe.epochs} epochs, one seed) kNN {final['knn_top1']:.2f}% vs best raw-pixel kNN {best_raw:.2f}% "
       f"(target {knn_target}%: {'met' if final['knn_top1'] >= knn_target else 'not met'})")
 print(f"training time {final['train_seconds']:.0f} s against a budget of 600 s "
       f"({'within' if final['train_seconds'] <= 600 else 'over'} budget)")
 if check_claims:
-    assert final["knn_top1"] > best_raw, "MoCo v2 must beat raw pixels under the same kNN protocol"
-    assert final["linear_top1"] > best_raw
+    assert precision["knn_top1"].at_least(-1) and precision["linear_top1"].at_least(-1), "bf16 must keep the accuracy"
+    assert vs_raw[1] > 0, "MoCo v2 must beat the raw-pixel kNN at the comparison schedule"
