@@ -301,3 +301,20 @@ def test_positives_only_is_minimised_by_collapse():
     spread = torch.rand(8) * 2 - 1
     assert positives_only(collapsed, 0.1) < positives_only(spread, 0.1)
     torch.testing.assert_close(positives_only(collapsed, 0.5), torch.tensor(-2.0))
+
+
+def test_clamp_binds_exactly_where_the_estimate_is_below_its_floor():
+    from cl.losses import clamp_binds
+    t, tau_plus = 0.1, 0.1
+    neg = torch.full((2, 100), 0.0)
+    pos = torch.tensor([0.9, 0.0])  # e^{9}·τ⁺·N dwarfs the mass Σ e^{0} = 100: row 0 clamps
+    binds = clamp_binds(pos, neg, t, tau_plus)
+    estimate = (100 - tau_plus * 100 * torch.exp(pos / t)) / (1 - tau_plus)
+    assert binds.tolist() == (estimate <= 100 * math.exp(-1 / t)).tolist() == [True, False]
+    # a clamped row's loss does not depend on its negatives: no gradient reaches them
+    neg0 = neg.clone().requires_grad_(True)
+    debiased(pos, neg0, t, tau_plus).backward()
+    assert neg0.grad[0].abs().max() == 0 and neg0.grad[1].abs().max() > 0
+    # τ⁺ = 0 never clamps; HCL with β = 0 clamps where DCL does
+    assert not clamp_binds(pos, neg, t, 0.0).any()
+    assert torch.equal(clamp_binds(pos, neg, t, tau_plus, beta=0.0), binds)

@@ -171,3 +171,42 @@ def test_command_line_entry_under_torchrun(tmp_path, port, overrides):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert result["finished"] and result["final"]["knn_top1"] > 10
+
+
+def test_bf16_encoder_returns_float32_so_similarities_never_tie_at_bf16():
+    from cl import models
+    enc = models.build_encoder("small_cnn", 1, 4, "mlp", 8, 16)
+    x = torch.randn(4, 1, 28, 28)
+    enc.bf16 = True
+    z, f = enc(x), enc.features(x)
+    assert z.dtype == f.dtype == torch.float32
+    enc.bf16 = False
+    assert (enc(x) - z).abs().max() > 0  # bf16 autocast really ran (its rounding differs)
+
+
+def test_a_stored_config_without_precision_reads_as_float32_and_is_not_mistaken_for_bf16(tmp_path):
+    old = {k: v for k, v in Config.from_dict(TINY).to_dict().items() if k != "precision"}
+    assert Config.from_stored(old).precision == "fp32" and Config.from_dict(TINY).precision == "bf16"
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match="precision: 'fp32' → 'bf16'"):
+        train.run(TINY, run_dir, progress=False)
+
+
+def test_mochi_warmup_in_fractional_epochs_counts_steps(monkeypatch):
+    cfg = Config.from_dict(dict(TINY, mochi_n=8, mochi_s=4, mochi_s_prime=2, mochi_warmup=0.5))
+
+    class Drawn(Exception):
+        """MoCHi started drawing its mixes."""
+
+    def draw(*args, **kwargs):
+        raise Drawn
+
+    monkeypatch.setattr(train.negatives, "mochi_draw", draw)
+    pair = type("P", (), {"neg": torch.zeros(2, 16), "q": torch.zeros(2, 8)})()
+    moco = type("M", (), {"queue_labels": torch.zeros(16, dtype=torch.long)})()
+    labels = torch.zeros(2, dtype=torch.long)
+    assert train.negatives_for(cfg, pair, moco, labels, 0.49, None).shape == (2, 16)  # warm-up: no synthesis
+    with pytest.raises(Drawn):
+        train.negatives_for(cfg, pair, moco, labels, 0.5, None)  # half an epoch in: synthesis starts
