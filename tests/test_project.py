@@ -55,10 +55,12 @@ def test_ci_calls_the_readme_test_command():
 
 
 def test_notebooks_that_share_runs_share_their_base_at_every_scale():
-    # 00 and 02–06 all train the condition "moco" (run moco_s<seed>); a shared run name with
-    # two different configs would stop the second notebook with a ConfigError.
+    # 00–06 all train the condition "moco" (run moco_s<seed>) on their base (01: on its
+    # `comparison` schedule); a shared run name with two configs would stop the second notebook
+    # with a ConfigError.
     sharing = [py.stem for py in study.notebooks() if '"moco": {}' in py.read_text()]
     assert len(sharing) >= 2
     for scale in study.SCALES:
-        bases = {name: study.parameters(scale, name)["base"] for name in sharing}
+        bases = {name: study.parameters(scale, name).get("comparison", study.parameters(scale, name)["base"])
+                 for name in sharing}
         assert len({repr(sorted(b.items())) for b in bases.values()}) == 1, (scale, bases)
