@@ -9,7 +9,8 @@ Prints a table and writes ``runs/bench.json``:
   images through a DataLoader, best of 0, 1 and 2 workers — and the speed-up of the
   project's path (target: ≥ 2×);
 * the cost of every negative strategy relative to the plain MoCo step at K=4096 (targets:
-  ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×).
+  ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×);
+* the speed-up of the default bf16 encoder (``precision: bf16``) over float32.
 
 Timings are medians over repeated steps after a warm-up, on whatever machine runs it; the
 strategies and the plain step are timed interleaved, step by step, so that the ratios do
@@ -40,6 +41,7 @@ STRATEGIES = {
     "debiased": dict(loss="debiased"),
     "hard (HCL)": dict(loss="hard"),
     "MoCHi N=1024 s=s'=256": dict(mochi_n=1024, mochi_s=256, mochi_s_prime=256),
+    "MoCHi N=256 s=128 s'=64 (paper ratios)": dict(mochi_n=256, mochi_s=128, mochi_s_prime=64),
 }
 
 
@@ -129,6 +131,9 @@ def main():
     cnn = Study(Config.from_dict(BASE))
     plain = step_seconds(cnn, steps=10)
     report["small_cnn_step_images_per_second"] = BASE["batch_size"] / plain
+    # the default bf16 encoder against float32, interleaved step by step
+    fp32 = cost_ratios(cnn, {"fp32": Study(Config.from_dict({**BASE, "precision": "fp32"}))}, rounds=20)["fp32"]
+    report["bf16_speedup_over_fp32"] = fp32
     resnet_cfg = {**BASE, "arch": "resnet18", "batch_size": 64}
     resnet = Study(Config.from_dict(resnet_cfg))
     report["resnet18_step_images_per_second"] = 64 / step_seconds(resnet, steps=3, warmup=1)
