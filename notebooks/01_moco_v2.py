@@ -214,17 +214,21 @@ display(pd.DataFrame({"bf16 − fp32 (points)": {m: d.text() for m, d in precisi
                       "verdict": {m: d.verdict() for m, d in precision.items()}}))
 print(f"bf16/fp32 training images/s: {speed[0]:.2f}× (runs timed one after the other, not interleaved: "
       f"`make bench` times the step itself)")
+raw_word = ("no claim (fewer than 3 seeds)" if len(seeds) < study.MIN_SEEDS else
+            "above the raw pixels" if vs_raw[1] > 0 else "below the raw pixels" if vs_raw[2] < 0 else
+            "no difference from the raw pixels resolved")
 print(f"MoCo v2 at {comparison['epochs']} epochs − best raw-pixel kNN: {vs_raw[0]:+.2f} points "
-      f"(95 % interval [{vs_raw[1]:+.2f}, {vs_raw[2]:+.2f}] over {len(seeds)} seeds)")
+      f"(95 % interval [{vs_raw[1]:+.2f}, {vs_raw[2]:+.2f}] over {len(seeds)} seeds): {raw_word}")
 
 # %% [markdown]
 # ## What we measured
 #
-# The claims, checked below on the seeded runs: bf16 keeps the accuracy ("nearly the same":
-# the interval of bf16 − fp32 above −1 point), and MoCo v2 beats the raw-pixel kNN under the
-# same protocol already at the comparison schedule (the interval above 0). The project's goal,
-# 85 % kNN within 10 minutes of training on two cores, is reported for the one-seed 25-epoch
-# run, not assumed.
+# The claim, checked below on the seeded runs: bf16 keeps the accuracy ("nearly the same":
+# the interval of bf16 − fp32 above −1 point, in kNN and in the linear probe). Against the
+# raw pixels the words above come from the interval at the comparison schedule (4 epochs is
+# short: earlier float32 runs gave about 81 % there, against 82.4 % for mean-centred pixels);
+# the one-seed 25-epoch run is reported beside it and claims nothing. The project's goal,
+# 85 % kNN within 10 minutes of training on two cores, is reported, not assumed.
 
 # %%
 print(f"MoCo v2 ({recipe.epochs} epochs, one seed) kNN {final['knn_top1']:.2f}% vs best raw-pixel kNN {best_raw:.2f}% "
@@ -233,4 +237,3 @@ print(f"training time {final['train_seconds']:.0f} s against a budget of 600 s "
       f"({'within' if final['train_seconds'] <= 600 else 'over'} budget)")
 if check_claims:
     assert precision["knn_top1"].at_least(-1) and precision["linear_top1"].at_least(-1), "bf16 must keep the accuracy"
-    assert vs_raw[1] > 0, "MoCo v2 must beat the raw-pixel kNN at the comparison schedule"
