@@ -5,6 +5,10 @@ directory (``<repo>/nltk_data``, or ``$NEGATIVES_NLTK_DATA``): from NLTK's downl
 or else from the Debian packages ``wordnet-base`` and ``wordnet-sense-index``, laid out
 the way NLTK expects. :func:`wordnet` returns the loaded reader.
 
+:func:`class_synsets` gives each class of a data set its noun synset: from explicit
+tables for Fashion-MNIST, CIFAR-10 and CIFAR-100, from the WordNet id for ImageNet-style
+folders.
+
 Command line: ``python -m cl.semantics fetch [--dir DIR]``.
 """
 
@@ -18,13 +22,15 @@ import stat
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import nltk
 from nltk.corpus.reader import CorpusReader, WordNetCorpusReader
+from nltk.corpus.reader.wordnet import Synset
 from nltk.corpus.util import LazyCorpusLoader
 
-from cl.data import apt_install
+from cl.data import WNID, apt_install
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_WORDNET = "/usr/share/wordnet"
@@ -53,19 +59,151 @@ LEXNAMES = [
     ("42", "verb.stative", 2), ("43", "verb.weather", 2), ("44", "adj.ppl", 3),
 ]
 
-# Fashion-MNIST class -> WordNet 3.0 noun sense. Footwear (sandal, gym shoe, boot) meets
-# at footwear.n.02, the garments at garment.n.01 or clothing.n.01; the bag is a container.
+# Class name -> WordNet 3.0 noun synset, chosen by reading the glosses, never by taking a word's
+# first sense: for nearly a third of CIFAR-100's names the first noun sense is not what the images show
+# ("seal" is first sealing wax, "ray" a beam of light, "tiger" a fierce person). Each entry
+# carries (the start of) its gloss, and the first sense where that one is wrong.
+
+# Fashion-MNIST: footwear (sandal, gym shoe, boot) meets at footwear.n.02, the garments at
+# garment.n.01 or clothing.n.01; the bag is a container.
 FASHION_MNIST_SYNSETS = {
     "T-shirt/top": "jersey.n.03",  # "a close-fitting pullover shirt"; lemmas jersey, T-shirt, tee shirt
-    "Trouser": "trouser.n.01",
+    "Trouser": "trouser.n.01",  # "a garment extending from the waist to the knee or ankle"
     "Pullover": "pullover.n.01",  # "a sweater that is put on by pulling it over the head"
-    "Dress": "dress.n.01",
-    "Coat": "coat.n.01",
-    "Sandal": "sandal.n.01",
-    "Shirt": "shirt.n.01",
-    "Sneaker": "gym_shoe.n.01",  # lemmas gym shoe, sneaker, tennis shoe
-    "Bag": "bag.n.04",  # handbag, "a container used for carrying money and small personal items"
-    "Ankle boot": "boot.n.01",
+    "Dress": "dress.n.01",  # "a one-piece garment for a woman; has skirt and bodice"
+    "Coat": "coat.n.01",  # "an outer garment that has sleeves and covers the body from shoulder down"
+    "Sandal": "sandal.n.01",  # "a shoe consisting of a sole fastened by straps to the foot"
+    "Shirt": "shirt.n.01",  # "a garment worn on the upper half of the body"
+    "Sneaker": "gym_shoe.n.01",  # "a canvas shoe with a pliable rubber sole"; lemmas gym shoe, sneaker
+    "Bag": "bag.n.04",  # handbag: "a container used for carrying money and small personal items"
+    "Ankle boot": "boot.n.01",  # "footwear that covers the whole foot and lower leg"; no ankle-boot synset
+}
+
+# CIFAR-10, in the data set's label order.
+CIFAR10_SYNSETS = {
+    "airplane": "airplane.n.01",  # "an aircraft that has a fixed wing"
+    "automobile": "car.n.01",  # "a motor vehicle with four wheels"
+    "bird": "bird.n.01",  # "warm-blooded egg-laying vertebrates characterized by feathers"
+    # "feline mammal ... domestic cats; wildcats"; domestic_cat.n.01 would also be a domestic_animal.n.01,
+    # two steps from dog.n.01 on WordNet's graph, which only the path measure would see.
+    "cat": "cat.n.01",
+    "deer": "deer.n.01",  # "distinguished from Bovidae by the male's having solid deciduous antlers"
+    "dog": "dog.n.01",  # "a member of the genus Canis"
+    "frog": "frog.n.01",  # "any of various tailless stout-bodied amphibians"
+    "horse": "horse.n.01",  # "solid-hoofed herbivorous quadruped domesticated since prehistoric times"
+    "ship": "ship.n.01",  # "a vessel that carries passengers or freight"
+    "truck": "truck.n.01",  # "an automotive vehicle suitable for hauling"
+}
+
+# CIFAR-100's 100 fine labels, spelt as in the data set's meta file (which torchvision reads).
+CIFAR100_SYNSETS = {
+    "apple": "apple.n.01",  # "fruit with red or yellow or green skin" (apple.n.02 is the tree)
+    "aquarium_fish": "fish.n.01",  # no aquarium-fish synset; the images show many species of fish
+    "baby": "baby.n.01",  # "a very young child (birth to 1 year)"
+    "bear": "bear.n.01",  # "massive plantigrade carnivorous or omnivorous mammals"
+    "beaver": "beaver.n.07",  # "large semiaquatic rodent" (first sense: its fur)
+    "bed": "bed.n.01",  # "a piece of furniture that provides a place to sleep"
+    "bee": "bee.n.01",  # "any of numerous hairy-bodied insects"
+    "beetle": "beetle.n.01",  # "insect having biting mouthparts and front wings modified to form horny ..."
+    "bicycle": "bicycle.n.01",  # "a wheeled vehicle that has two wheels and is moved by foot pedals"
+    "bottle": "bottle.n.01",  # "a glass or plastic vessel used for storing drinks or other liquids"
+    "bowl": "bowl.n.01",  # "a round vessel that is open at the top"
+    "boy": "male_child.n.01",  # "a youthful male person"
+    "bridge": "bridge.n.01",  # "a structure that allows people or vehicles to cross an obstacle"
+    "bus": "bus.n.01",  # "a vehicle carrying many passengers; used for public transport"
+    "butterfly": "butterfly.n.01",  # "diurnal insect typically having a slender body"
+    "camel": "camel.n.01",  # "cud-chewing mammal used as a draft or saddle animal in desert regions"
+    "can": "can.n.01",  # "airtight sealed metal container for food or drink"
+    "castle": "castle.n.02",  # "a large building ... fortified against attack" (first sense: palace.n.01)
+    "caterpillar": "caterpillar.n.01",  # "a wormlike ... larva of a butterfly or moth"
+    "cattle": "cattle.n.01",  # "domesticated bovine animals as a group"
+    "chair": "chair.n.01",  # "a seat for one person, with a support for the back"
+    "chimpanzee": "chimpanzee.n.01",  # "intelligent somewhat arboreal ape of equatorial African forests"
+    "clock": "clock.n.01",  # "a timepiece that shows the time of day"
+    "cloud": "cloud.n.02",  # "a visible mass of water or ice particles" (first sense: smoke or dust too)
+    "cockroach": "cockroach.n.01",  # "any of numerous chiefly nocturnal insects"
+    "couch": "sofa.n.01",  # "an upholstered seat for more than one person"
+    "crab": "crab.n.01",  # "decapod having eyes on short stalks" (crab.n.05 is its flesh as food)
+    "crocodile": "crocodile.n.01",  # "large voracious aquatic reptile having a long snout"
+    "cup": "cup.n.01",  # "a small open container usually used for drinking"
+    "dinosaur": "dinosaur.n.01",  # "any of numerous extinct terrestrial reptiles of the Mesozoic era"
+    "dolphin": "dolphin.n.02",  # "small toothed whales with a beaklike snout" (first sense: dolphinfish)
+    "elephant": "elephant.n.01",  # "five-toed pachyderm"
+    "flatfish": "flatfish.n.02",  # "fishes having flattened bodies" (first sense: their flesh as food)
+    "forest": "forest.n.02",  # "land that is covered with trees and shrubs", a scene like plain and sea
+    "fox": "fox.n.01",  # "alert carnivorous mammal with pointed muzzle and ears and a bushy tail"
+    "girl": "female_child.n.01",  # "a youthful female person", as boy (first sense: "a young woman")
+    "hamster": "hamster.n.01",  # "short-tailed Old World burrowing rodent with large cheek pouches"
+    "house": "house.n.01",  # "a dwelling that serves as living quarters for one or more families"
+    "kangaroo": "kangaroo.n.01",  # "any of several herbivorous leaping marsupials"
+    "keyboard": "computer_keyboard.n.01",  # "a data input device for computers" (first: any keyboard)
+    "lamp": "lamp.n.02",  # "furniture holding one or more electric light bulbs" (first: any light source)
+    "lawn_mower": "lawn_mower.n.01",  # "garden tool for mowing grass on lawns"
+    "leopard": "leopard.n.02",  # "large feline of African and Asian forests" (first sense: its pelt)
+    "lion": "lion.n.01",  # "large gregarious predatory feline of Africa and India"
+    "lizard": "lizard.n.01",  # "relatively long-bodied reptile with usually two pairs of legs"
+    "lobster": "lobster.n.02",  # "edible marine crustaceans" (first sense: its flesh)
+    "man": "man.n.01",  # "an adult person who is male"
+    "maple_tree": "maple.n.02",  # "trees or shrubs of the genus Acer" (first sense: maple wood)
+    "motorcycle": "motorcycle.n.01",  # "a motor vehicle with two wheels and a strong frame"
+    "mountain": "mountain.n.01",  # "a land mass that projects well above its surroundings"
+    "mouse": "mouse.n.01",  # "any of numerous small rodents" (mouse.n.04 is the pointing device)
+    "mushroom": "mushroom.n.02",  # "mushrooms and related fleshy fungi (including toadstools ...)"
+    "oak_tree": "oak.n.02",  # "a deciduous tree of the genus Quercus" (first sense: oak wood)
+    "orange": "orange.n.01",  # "round yellow to orange fruit of any of several citrus trees"
+    "orchid": "orchid.n.01",  # "plants of the orchid family usually having flowers of unusual shapes"
+    "otter": "otter.n.02",  # "freshwater carnivorous mammal having webbed and clawed feet" (first: its fur)
+    "palm_tree": "palm.n.03",  # "any plant of the family Palmae" (first sense: of the hand)
+    "pear": "pear.n.01",  # "sweet juicy gritty-textured fruit" (pear.n.02 is the tree)
+    "pickup_truck": "pickup.n.01",  # "a light truck with an open body and low sides and a tailboard"
+    "pine_tree": "pine.n.01",  # "a coniferous tree"
+    "plain": "plain.n.01",  # "extensive tract of level open land"
+    "plate": "plate.n.04",  # "dish on which food is served" (first sense: baseball's home plate)
+    "poppy": "poppy.n.01",  # "annual or biennial or perennial herbs having showy flowers"
+    "porcupine": "porcupine.n.01",  # "relatively large rodents with sharp erectile bristles"
+    "possum": "opossum.n.02",  # "nocturnal arboreal marsupial having a naked prehensile tail"
+    "rabbit": "rabbit.n.01",  # "burrowing animals of the family Leporidae having long ears"
+    "raccoon": "raccoon.n.02",  # "an omnivorous nocturnal mammal" (first sense: its fur)
+    "ray": "ray.n.07",  # "cartilaginous fishes having horizontally flattened bodies" (first: a beam)
+    "road": "road.n.01",  # "an open way (generally public) for travel or transportation"
+    "rocket": "rocket.n.01",  # "any vehicle self-propelled by a rocket engine"
+    "rose": "rose.n.01",  # "any of many shrubs of the genus Rosa that bear roses"
+    "sea": "sea.n.01",  # "a division of an ocean or a large body of salt water"
+    "seal": "seal.n.09",  # "marine mammals that come on shore to breed" (first sense: sealing wax)
+    "shark": "shark.n.01",  # "any of numerous elongate mostly marine carnivorous fishes"
+    "shrew": "shrew.n.02",  # "small mouselike mammal with a long snout" (first sense: a nagging woman)
+    "skunk": "skunk.n.04",  # "American musteline mammal" (first sense: a contemptible person)
+    "skyscraper": "skyscraper.n.01",  # "a very tall building with many stories"
+    "snail": "snail.n.01",  # "freshwater or marine or terrestrial gastropod mollusk"
+    "snake": "snake.n.01",  # "limbless scaly elongate reptile"
+    "spider": "spider.n.01",  # "predatory arachnid with eight legs"
+    "squirrel": "squirrel.n.01",  # "a kind of arboreal rodent having a long bushy tail"
+    "streetcar": "streetcar.n.01",  # "a wheeled vehicle that runs on rails and is propelled by electricity"
+    "sunflower": "sunflower.n.01",  # "any plant of the genus Helianthus having large flower heads"
+    "sweet_pepper": "sweet_pepper.n.02",  # "large mild crisp ... capsicum peppers" (first sense: the plant)
+    "table": "table.n.02",  # "a piece of furniture having a smooth flat top" (first sense: a table of data)
+    "tank": "tank.n.01",  # "an enclosed armored military vehicle"
+    "telephone": "telephone.n.01",  # "electronic equipment that converts sound into electrical signals"
+    "television": "television_receiver.n.01",  # "receives television signals" (first sense: broadcasting)
+    "tiger": "tiger.n.02",  # "large feline of forests in most of Asia" (first sense: a fierce person)
+    "tractor": "tractor.n.01",  # "a wheeled vehicle with large wheels; used in farming"
+    "train": "train.n.01",  # "a line of railway cars coupled together and drawn by a locomotive"
+    "trout": "trout.n.02",  # "game and food fishes of cool fresh waters" (first sense: their flesh)
+    "tulip": "tulip.n.01",  # "any of numerous perennial bulbous herbs"
+    "turtle": "turtle.n.02",  # "aquatic and land reptiles having a bony shell" (first sense: a turtleneck)
+    "wardrobe": "wardrobe.n.01",  # "a tall piece of furniture that provides storage space for clothes"
+    "whale": "whale.n.02",  # "the larger cetacean mammals" (first sense: a very large person)
+    "willow_tree": "willow.n.01",  # "any of numerous deciduous trees and shrubs of the genus Salix"
+    "wolf": "wolf.n.01",  # "any of various predatory carnivorous canine mammals"
+    "woman": "woman.n.01",  # "an adult female person"
+    "worm": "worm.n.01",  # "any of numerous relatively small elongated soft-bodied animals"
+}
+
+# Data set name (as cl.data names it) -> its table.
+CLASS_SYNSETS = {
+    "fashion_mnist": FASHION_MNIST_SYNSETS,
+    "cifar10": CIFAR10_SYNSETS,
+    "cifar100": CIFAR100_SYNSETS,
 }
 
 # The files NLTK's WordNet reader opens; all but `lexnames` come with WordNet itself.
@@ -74,7 +212,10 @@ DEBIAN_FILES = tuple(name for name in READER_FILES if name != "lexnames")
 
 
 class WordNetError(RuntimeError):
-    """WordNet cannot be made available or does not load; the message says what to do."""
+    """WordNet cannot be made available, does not load, or has no synset for a class or id.
+
+    The message says what to do.
+    """
 
 
 def default_nltk_dir() -> Path:
@@ -233,6 +374,30 @@ def synset_for_wnid(wnid: str, wn: WordNetCorpusReader | None = None):
         raise WordNetError(f"no noun synset {wnid} in WordNet 3.0: check the id "
                            "(ImageNet folder names are WordNet 3.0 ids)")
     return synset
+
+
+def class_synsets(dataset: str, classes: Sequence[str],
+                  wn: WordNetCorpusReader | None = None) -> list[Synset]:
+    """The noun synset of each class of ``dataset`` (a name from cl.data, e.g. ``'cifar100'``).
+
+    Classes are looked up in the data set's table in :data:`CLASS_SYNSETS`; a data set
+    without a table (an ImageFolder tree) must name its classes by WordNet ids, as
+    ImageNet does: pass ``Dataset.wnids`` there, not the human names.
+    """
+    wn = wn if wn is not None else wordnet()
+    table = CLASS_SYNSETS.get(dataset)
+    if table is None:
+        not_ids = [name for name in classes if not WNID.fullmatch(name)]
+        if not_ids:
+            raise WordNetError(f"no synset known for class {not_ids[0]!r} of {dataset}: tables exist for "
+                               f"{', '.join(CLASS_SYNSETS)}; other data sets need WordNet ids as class "
+                               "names (e.g. ImageNet's 'n02084071'), so pass Dataset.wnids")
+        return [synset_for_wnid(name, wn) for name in classes]
+    unknown = [name for name in classes if name not in table]
+    if unknown:
+        raise WordNetError(f"no synset known for class {unknown[0]!r} of {dataset}: it is not in "
+                           f"cl.semantics.CLASS_SYNSETS[{dataset!r}]; check its spelling there")
+    return [wn.synset(table[name]) for name in classes]
 
 
 def main(argv=None) -> int:

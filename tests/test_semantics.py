@@ -1,4 +1,4 @@
-"""cl.semantics: WordNet set up from the Debian files, its errors, and the Fashion-MNIST senses."""
+"""cl.semantics: WordNet set up from the Debian files, its errors, and the class tables."""
 
 import functools
 import gzip
@@ -153,3 +153,84 @@ def test_default_nltk_dir_follows_environment(monkeypatch, tmp_path):
     assert semantics.default_nltk_dir() == tmp_path
     monkeypatch.delenv("NEGATIVES_NLTK_DATA")
     assert semantics.default_nltk_dir() == Path(semantics.__file__).resolve().parent.parent / "nltk_data"
+
+
+# --------------------------------------------------------------------------- class tables and similarity
+
+# Class -> a hypernym its intended sense has and a wrong sense of the word lacks.
+INTENDED_ANCESTOR = {
+    ("cifar10", "cat"): "feline.n.01", ("cifar10", "automobile"): "motor_vehicle.n.01",
+    ("cifar100", "seal"): "pinniped_mammal.n.01", ("cifar100", "ray"): "fish.n.01",
+    ("cifar100", "mouse"): "rodent.n.01", ("cifar100", "apple"): "edible_fruit.n.01",
+    ("cifar100", "pear"): "edible_fruit.n.01", ("cifar100", "orange"): "edible_fruit.n.01",
+    ("cifar100", "sweet_pepper"): "vegetable.n.01", ("cifar100", "bear"): "carnivore.n.01",
+    ("cifar100", "beaver"): "rodent.n.01", ("cifar100", "crab"): "crustacean.n.01",
+    ("cifar100", "lobster"): "crustacean.n.01", ("cifar100", "trout"): "fish.n.01",
+    ("cifar100", "flatfish"): "fish.n.01", ("cifar100", "dolphin"): "aquatic_mammal.n.01",
+    ("cifar100", "whale"): "aquatic_mammal.n.01", ("cifar100", "leopard"): "feline.n.01",
+    ("cifar100", "tiger"): "feline.n.01", ("cifar100", "otter"): "carnivore.n.01",
+    ("cifar100", "raccoon"): "carnivore.n.01", ("cifar100", "skunk"): "carnivore.n.01",
+    ("cifar100", "shrew"): "mammal.n.01", ("cifar100", "turtle"): "reptile.n.01",
+    ("cifar100", "bed"): "furniture.n.01", ("cifar100", "table"): "furniture.n.01",
+    ("cifar100", "lamp"): "furniture.n.01", ("cifar100", "plate"): "tableware.n.01",
+    ("cifar100", "keyboard"): "data_input_device.n.01",
+    ("cifar100", "television"): "electronic_equipment.n.01",
+    ("cifar100", "tank"): "military_vehicle.n.01", ("cifar100", "castle"): "fortification.n.01",
+    ("cifar100", "maple_tree"): "tree.n.01", ("cifar100", "oak_tree"): "tree.n.01",
+    ("cifar100", "palm_tree"): "tree.n.01", ("cifar100", "mushroom"): "fungus.n.01",
+    ("cifar100", "cloud"): "atmospheric_phenomenon.n.01", ("cifar100", "forest"): "land.n.04",
+}
+# Words whose first noun sense in WordNet 3.0 is not the class (seal: sealing wax, ray: a beam of light).
+FIRST_SENSE_WRONG = ["seal", "ray", "beaver", "dolphin", "lobster", "tiger", "turtle", "whale", "plate",
+                     "table", "television", "cloud"]
+
+
+@pytest.fixture
+def wn(installed):
+    return semantics.wordnet(installed[0])
+
+
+def is_under(synset, ancestor) -> bool:
+    return ancestor in synset.closure(lambda s: s.hypernyms())
+
+
+def test_every_table_entry_is_a_distinct_noun_synset_named_canonically(wn):
+    sizes = {name: len(table) for name, table in semantics.CLASS_SYNSETS.items()}
+    assert sizes == {"fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
+    assert {"aquarium_fish", "maple_tree", "sweet_pepper", "lawn_mower", "pickup_truck", "oak_tree",
+            "palm_tree", "pine_tree", "willow_tree", "keyboard"} <= set(semantics.CIFAR100_SYNSETS)
+    for dataset, table in semantics.CLASS_SYNSETS.items():
+        synsets = [wn.synset(name) for name in table.values()]  # raises for a synset WordNet 3.0 lacks
+        assert [s.name() for s in synsets] == list(table.values()), dataset  # not an alias such as couch.n.01
+        assert all(s.pos() == "n" for s in synsets) and len(set(synsets)) == len(synsets), dataset
+
+
+def test_fashion_mnist_table_covers_cl_data_classes(wn):
+    synsets = semantics.class_synsets("fashion_mnist", data.FASHION_MNIST_CLASSES, wn)
+    assert len(set(synsets)) == 10
+    assert (synsets[5], synsets[7]) == (wn.synset("sandal.n.01"), wn.synset("gym_shoe.n.01"))
+
+
+@pytest.mark.parametrize("dataset, name", INTENDED_ANCESTOR)
+def test_ambiguous_class_lies_under_its_intended_hypernym(wn, dataset, name):
+    synset = wn.synset(semantics.CLASS_SYNSETS[dataset][name])
+    assert is_under(synset, wn.synset(INTENDED_ANCESTOR[dataset, name])), synset.definition()
+
+
+@pytest.mark.parametrize("name", FIRST_SENSE_WRONG)
+def test_first_sense_would_be_the_wrong_thing(wn, name):
+    ancestor = wn.synset(INTENDED_ANCESTOR["cifar100", name])
+    first = wn.synsets(name, pos="n")[0]
+    assert not is_under(first, ancestor), first.definition()
+    assert semantics.CIFAR100_SYNSETS[name] != first.name()
+
+
+def test_class_synsets_from_tables_and_wordnet_ids(wn):
+    assert semantics.class_synsets("cifar100", ["seal", "ray"], wn) == \
+           [wn.synset("seal.n.09"), wn.synset("ray.n.07")]
+    assert semantics.class_synsets("imagefolder:imagenet", ["n02084071", "n02121808"], wn) == \
+           [wn.synset("dog.n.01"), wn.synset("domestic_cat.n.01")]
+    with pytest.raises(WordNetError, match="class 'plane' of cifar10"):
+        semantics.class_synsets("cifar10", ["airplane", "plane"], wn)
+    with pytest.raises(WordNetError, match="class 'dog' of imagefolder:x.*pass Dataset.wnids"):
+        semantics.class_synsets("imagefolder:x", ["n02084071", "dog"], wn)
