@@ -1,4 +1,4 @@
-"""WordNet through NLTK: setting it up on any machine, and class names to synsets.
+"""WordNet through NLTK: setting it up on any machine, class names to synsets, class similarity.
 
 :func:`ensure_wordnet` makes WordNet 3.0 loadable as an NLTK corpus under a private
 directory (``<repo>/nltk_data``, or ``$NEGATIVES_NLTK_DATA``): from NLTK's downloader,
@@ -7,7 +7,11 @@ the way NLTK expects. :func:`wordnet` returns the loaded reader.
 
 :func:`class_synsets` gives each class of a data set its noun synset: from explicit
 tables for Fashion-MNIST, CIFAR-10 and CIFAR-100, from the WordNet id for ImageNet-style
-folders.
+folders. :func:`similarity_matrix` compares the classes pairwise under one of
+:data:`MEASURES`: the depth of their lowest common hypernym, Wu & Palmer (1994), or
+path similarity. Three measures, so that a finding about semantically close negatives
+(the question of Cai et al. 2020, "Are all negatives created equal in contrastive
+instance discrimination?") can be checked not to hang on the choice of one.
 
 Command line: ``python -m cl.semantics fetch [--dir DIR]``.
 """
@@ -26,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import nltk
+import torch
 from nltk.corpus.reader import CorpusReader, WordNetCorpusReader
 from nltk.corpus.reader.wordnet import Synset
 from nltk.corpus.util import LazyCorpusLoader
@@ -398,6 +403,62 @@ def class_synsets(dataset: str, classes: Sequence[str],
         raise WordNetError(f"no synset known for class {unknown[0]!r} of {dataset}: it is not in "
                            f"cl.semantics.CLASS_SYNSETS[{dataset!r}]; check its spelling there")
     return [wn.synset(table[name]) for name in classes]
+
+
+def lca_depth(a: Synset, b: Synset) -> int:
+    """Depth of the lowest common hypernym: max over h in H(a) ∩ H(b) of depth(h).
+
+    H(s) is s with all its hypernyms; depth(h) is the number of edges on the *longest*
+    hypernym path from h up to entity.n.01 (NLTK's ``max_depth``). That depth grows
+    strictly from a synset to each of its hyponyms, so the deepest common hypernym is a
+    lowest one (NLTK's ``lowest_common_hypernyms`` ranks by the same depth).
+    lca_depth(a, a) = depth(a).
+    """
+    return max(h.max_depth() for h in a.common_hypernyms(b))
+
+
+def wu_palmer(a: Synset, b: Synset) -> float:
+    """Wu & Palmer (1994): 2 d(c) / (n(a, c) + n(b, c) + 2 d(c)), in (0, 1], 1 for a = b.
+
+    c is a lowest common hypernym of a and b as in :func:`lca_depth` (the deepest by the
+    longest root path; among ties, the one nearest to a and b), d(c) = depth(c) + 1 its
+    depth counted in nodes and n(x, c) the fewest edges from x up to c. NLTK's
+    ``wup_similarity`` ranks common hypernyms by their *shortest* root path instead,
+    which for a synset with two parents can pick one of its own hypernyms: there
+    wup(apple.n.01, apple.n.01) = 20/22, not 1.
+    """
+    depth = lca_depth(a, b) + 1
+    steps = min(a.shortest_path_distance(c) + b.shortest_path_distance(c)
+                for c in a.lowest_common_hypernyms(b))
+    return 2 * depth / (steps + 2 * depth)
+
+
+def path(a: Synset, b: Synset) -> float:
+    """Path similarity: 1 / (1 + n(a, b)), in (0, 1], 1 for a = b.
+
+    n(a, b) is the fewest edges from a up to a common hypernym and down to b
+    (NLTK's ``Synset.path_similarity``).
+    """
+    return a.path_similarity(b)
+
+
+MEASURES = {"lca_depth": lca_depth, "wu_palmer": wu_palmer, "path": path}
+
+
+def similarity_matrix(synsets: Sequence[Synset], measure: str) -> torch.Tensor:
+    """S[i, j] = measure(synsets[i], synsets[j]), a measure named in :data:`MEASURES`; (C, C) float64.
+
+    The measures are symmetric, so each pair is computed once and S is symmetric by
+    construction; the diagonal is each synset compared with itself.
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}: use one of {', '.join(MEASURES)}")
+    similarity = MEASURES[measure]
+    matrix = torch.zeros(len(synsets), len(synsets), dtype=torch.float64)
+    for i, a in enumerate(synsets):
+        for j in range(i, len(synsets)):
+            matrix[i, j] = matrix[j, i] = similarity(a, synsets[j])
+    return matrix
 
 
 def main(argv=None) -> int:

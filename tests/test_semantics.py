@@ -1,4 +1,4 @@
-"""cl.semantics: WordNet set up from the Debian files, its errors, and the class tables."""
+"""cl.semantics: WordNet set up from the Debian files, its errors, the class tables and the measures."""
 
 import functools
 import gzip
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nltk
 import pytest
+import torch
 from PIL import Image
 
 from cl import data, semantics
@@ -234,3 +235,65 @@ def test_class_synsets_from_tables_and_wordnet_ids(wn):
         semantics.class_synsets("cifar10", ["airplane", "plane"], wn)
     with pytest.raises(WordNetError, match="class 'dog' of imagefolder:x.*pass Dataset.wnids"):
         semantics.class_synsets("imagefolder:x", ["n02084071", "dog"], wn)
+
+
+def test_known_meeting_points_in_wordnet_30(wn):
+    sandal, sneaker, boot, trouser = semantics.class_synsets(
+        "fashion_mnist", ["Sandal", "Sneaker", "Ankle boot", "Trouser"], wn)
+    shoe, footwear, covering = (wn.synset(name) for name in ("shoe.n.01", "footwear.n.02", "covering.n.02"))
+    for other, meeting in ((sneaker, shoe), (boot, footwear), (trouser, covering)):
+        assert sandal.lowest_common_hypernyms(other) == [meeting]
+        assert semantics.lca_depth(sandal, other) == semantics.lca_depth(other, sandal) == meeting.max_depth()
+    assert shoe.max_depth() > footwear.max_depth() > covering.max_depth()
+    dog, cat = semantics.class_synsets("cifar10", ["dog", "cat"], wn)
+    carnivore = wn.synset("carnivore.n.01")
+    for a_cat in (cat, wn.synset("domestic_cat.n.01")):
+        assert dog.lowest_common_hypernyms(a_cat) == [carnivore]
+        assert semantics.lca_depth(dog, a_cat) == carnivore.max_depth()
+
+
+@pytest.mark.parametrize("measure", semantics.MEASURES)
+def test_sandal_is_nearer_sneaker_than_boot_than_trouser(wn, measure):
+    similarity = semantics.MEASURES[measure]
+    sandal, sneaker, boot, trouser = semantics.class_synsets(
+        "fashion_mnist", ["Sandal", "Sneaker", "Ankle boot", "Trouser"], wn)
+    assert similarity(sandal, sneaker) > similarity(sandal, boot) > similarity(sandal, trouser)
+
+
+@pytest.mark.parametrize("measure", semantics.MEASURES)
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10"])
+def test_similarity_matrix_is_symmetric_with_the_self_similarity_on_its_diagonal(wn, dataset, measure):
+    synsets = semantics.class_synsets(dataset, list(semantics.CLASS_SYNSETS[dataset]), wn)
+    matrix = semantics.similarity_matrix(synsets, measure)
+    similarity = semantics.MEASURES[measure]
+    both_orders = torch.tensor([[similarity(a, b) for b in synsets] for a in synsets], dtype=torch.float64)
+    assert torch.equal(matrix, both_orders) and torch.equal(matrix, matrix.T)
+    diagonal = [s.max_depth() for s in synsets] if measure == "lca_depth" else [1.0] * len(synsets)
+    assert matrix.diagonal().tolist() == diagonal
+    # nothing is as similar to a class as the class itself; a meeting point is no deeper than either class
+    off_diagonal = matrix[~torch.eye(len(synsets), dtype=torch.bool)]
+    assert (off_diagonal < 1).all() if measure != "lca_depth" else \
+        (matrix <= torch.minimum(matrix.diagonal()[:, None], matrix.diagonal()[None, :])).all()
+
+
+@pytest.mark.parametrize("measure", semantics.MEASURES)
+def test_every_class_compared_with_itself(wn, measure):
+    """The diagonal of every table, including classes with two parents (apple: edible fruit and pome)."""
+    similarity = semantics.MEASURES[measure]
+    synsets = [wn.synset(name) for table in semantics.CLASS_SYNSETS.values() for name in table.values()]
+    expected = [s.max_depth() if measure == "lca_depth" else 1.0 for s in synsets]
+    assert [similarity(s, s) for s in synsets] == expected
+
+
+def test_wu_palmer_takes_the_deepest_meeting_point_unlike_nltk(wn):
+    apple = wn.synset("apple.n.01")
+    assert len(apple.hypernyms()) == 2
+    assert apple.wup_similarity(apple) < 1 == semantics.wu_palmer(apple, apple)
+    # sandal and sneaker: d(shoe) = 8 nodes, one edge from each up to shoe
+    sandal, sneaker = wn.synset("sandal.n.01"), wn.synset("gym_shoe.n.01")
+    assert semantics.wu_palmer(sandal, sneaker) == pytest.approx(2 * 8 / (1 + 1 + 2 * 8))
+
+
+def test_unknown_measure_is_refused(wn):
+    with pytest.raises(ValueError, match="use one of lca_depth, wu_palmer, path"):
+        semantics.similarity_matrix([wn.synset("dog.n.01")], "resnik")
