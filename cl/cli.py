@@ -67,15 +67,15 @@ def one_line(error: BaseException) -> str:
 def run_main(main, argv=None) -> int:
     """Run a command's ``main(argv)``; an expected failure becomes one line on stderr and an exit status.
 
-    1 for an error, 130 for Ctrl-C (as a shell reports it). With ``NEGATIVES_DEBUG=1`` the
-    exception propagates, traceback and all.
+    ``error: ...`` and 1 for an error, ``interrupted: ...`` and 130 for Ctrl-C (as a shell reports
+    it). With ``NEGATIVES_DEBUG=1`` the exception propagates, traceback and all.
     """
     if debugging():
         return main(argv)
     try:
         return main(argv)
     except KeyboardInterrupt as error:
-        print(f"error: {one_line(error) if str(error) else 'interrupted'}", file=sys.stderr)
+        print(f"interrupted: {one_line(error)}" if str(error) else "interrupted", file=sys.stderr)
         return 130
     except (UserError, OSError, yaml.YAMLError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)

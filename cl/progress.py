@@ -71,19 +71,21 @@ class RunProgress:
         if self.bar is not None:
             self.bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", refresh=False)
             self.bar.update(1)  # redraws at most once a second (mininterval)
-        self._write(time.monotonic() - self.written >= WRITE_EVERY, epoch=epoch + 1, loss=loss)
+        self._write(time.monotonic() - self.written >= WRITE_EVERY, epoch=epoch + 1, saved=epoch, loss=loss)
 
     def epoch(self, row: dict) -> None:
         """An epoch is done; ``row`` is its row of metrics.json."""
         if self.enabled:
             say(epoch_line(self.name, self.epochs, row))
-        self._write(True, epoch=row["epoch"], loss=row["loss"])
+        self._write(True, epoch=min(row["epoch"] + 1, self.epochs), saved=row["epoch"], loss=row["loss"])
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
     def _write(self, due: bool, **state) -> None:
+        """Rewrite the progress file, when there is one and a write is ``due``. ``state``: the epoch in
+        training (1-based), the epochs ``saved`` in checkpoints, the last loss."""
         if self.path is None or not due:
             return
         self.written = time.monotonic()

@@ -770,11 +770,10 @@ def _interrupted(cfg: Config, run_dir: Path, saved: int) -> str:
     """What Ctrl-C left: which epoch the run resumes at, and how."""
     again = f"running it again with the same config and run folder ({run_dir})"
     if saved == 0:
-        return f"interrupted before the first epoch ended: {again} starts it anew"
+        return f"no epoch had ended, so {again} starts it anew"
     if saved < cfg.epochs:
-        return (f"interrupted: {again} resumes at epoch {saved + 1} of {cfg.epochs}, "
-                f"from the checkpoint of epoch {saved}")
-    return f"interrupted in the final evaluation: {again} does only that"
+        return f"{again} resumes at epoch {saved + 1} of {cfg.epochs}, from the checkpoint of epoch {saved}"
+    return f"{again} does only its final evaluation"
 
 
 def run(config, run_dir, notebook: str | None = None, method: str | None = None,

@@ -348,7 +348,7 @@ def test_ctrl_c_says_which_epoch_resumes_and_debugging_shows_the_traceback(tmp_p
         proc.kill()
     assert proc.returncode == 130 and out == "" and "Traceback" not in err
     resumes = re.fullmatch(
-        rf"error: interrupted: running it again with the same config and run folder \({run_dir}\) resumes at "
+        rf"interrupted: running it again with the same config and run folder \({run_dir}\) resumes at "
         r"epoch (\d+) of 30, from the checkpoint of epoch (\d+)", err.splitlines()[-1])
     assert resumes and int(resumes[1]) == int(resumes[2]) + 1 == epoch_of(run_dir / "checkpoint.pt") + 1
     shutil.rmtree(run_dir)
