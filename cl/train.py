@@ -412,13 +412,22 @@ def read_checkpoint(path: Path, device="cpu") -> dict:
         with warnings.catch_warnings():  # torch warns about pickle protocols of files that are not its own
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        reasons = {EOFError: "it ends early", pickle.UnpicklingError: "it holds something other than tensors"}
-        reason = reasons.get(type(error), str(error).split(". ")[0])
-        raise CheckpointError(f"checkpoint {path} cannot be read ({reason})") from error
+    except Exception as error:  # garbage makes the unpickler fail in any way (IndexError, KeyError, ...)
+        raise CheckpointError(f"checkpoint {path} cannot be read ({_unreadable(error)})") from error
     if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
         raise CheckpointError(f"checkpoint {path} cannot be read (it is not a checkpoint of cl.train)")
     return state
+
+
+def _unreadable(error: Exception) -> str:
+    """Why torch.load failed, in a few words (without torch's advice to load it unsafely)."""
+    if isinstance(error, pickle.UnpicklingError):
+        return "it holds something other than tensors"
+    if isinstance(error, EOFError):
+        return "it ends early"
+    if isinstance(error, (RuntimeError, OSError)):
+        return str(error).split(". ")[0]
+    return f"it is corrupt: {type(error).__name__}"
 
 
 def _is_main() -> bool:
@@ -754,7 +763,12 @@ def finished_run(cfg: Config, run_dir: Path) -> dict | None:
         raise ConfigError(f"{run_dir} holds a run of a different config ({_diff(old, cfg.identity())}); "
                           f"delete that directory or give this config another run name")
     done = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    return done if done.get("finished") else None
+    if not done.get("finished"):
+        return None
+    if non_finite_metrics(done["final"]):  # marked finished by a version without the divergence guard
+        raise TrainingDiverged(f"{run_dir} holds a diverged run ({_names(non_finite_metrics(done['final']))} "
+                               f"not finite) marked finished: delete it, then lower lr or raise t")
+    return done
 
 
 def _diverged(error: TrainingDiverged, cfg: Config, run_dir: Path, saved: int) -> TrainingDiverged:

@@ -6,6 +6,8 @@ same folder, a truncated file, a full (small, temporary) file system, Ctrl-C.
 import dataclasses
 import json
 import os
+import pickle
+import random
 import re
 import shutil
 import signal
@@ -21,6 +23,7 @@ from cl import data, train
 from cl.train import CheckpointError, Config, ConfigError, DiskFull, RunLocked, TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
+NOT_A_CHECKPOINT = pickle.dumps({"model": "not tensors"}) * 100
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
             epochs=2, monitor_bank=128, linear_epochs=30, device="cpu")
 
@@ -155,6 +158,17 @@ def test_non_finite_final_metrics_are_never_marked_finished(finished, tmp_path, 
     assert not (run_dir / "metrics.json").exists() and epoch_of(run_dir / "checkpoint.pt") == 2
 
 
+def test_a_diverged_run_marked_finished_before_the_guard_is_not_reused(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished[0], run_dir)
+    record = json.loads((run_dir / "metrics.json").read_text())
+    record["final"].update(alignment=float("nan"), uniformity=float("nan"))
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+    refused = rf"{run_dir} holds a diverged run \(alignment, uniformity not finite\) marked finished: delete it"
+    with pytest.raises(TrainingDiverged, match=refused):
+        train.run(TINY, run_dir, progress=False)
+
+
 # --------------------------------------------------------------------------- the run folder
 
 def test_a_failed_start_leaves_the_folder_to_the_corrected_config(tmp_path, monkeypatch):
@@ -242,12 +256,16 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(finished, 
 def test_an_unreadable_checkpoint_without_a_previous_one_says_to_delete_it(finished, tmp_path):
     run_dir = unfinished_copy(finished, tmp_path / "run")
     (run_dir / "checkpoint.prev.pt").unlink()
-    (run_dir / "checkpoint.pt").write_bytes(os.urandom(4096))
+    (run_dir / "checkpoint.pt").write_bytes(NOT_A_CHECKPOINT)
     with pytest.raises(CheckpointError) as failure:
         train.run(TINY, run_dir, progress=False)
     assert str(failure.value) == (
         f"checkpoint {run_dir / 'checkpoint.pt'} cannot be read (it holds something other than tensors), and "
         f"there is no previous one: delete it to train the run from the start")
+    for garbage in range(20):  # whatever random bytes make the unpickler raise, it is this error
+        (run_dir / "checkpoint.pt").write_bytes(random.Random(garbage).randbytes(4096))
+        with pytest.raises(CheckpointError, match=r"checkpoint .* cannot be read \(.*\), and there is no"):
+            train.run(TINY, run_dir, progress=False)
 
 
 @pytest.fixture
@@ -324,7 +342,7 @@ def test_a_run_folder_of_another_config_and_a_corrupt_checkpoint_are_one_line(fi
         f"or give this config another run name\n")
     run_dir = unfinished_copy(finished, tmp_path / "run")
     for name in ("checkpoint.pt", "checkpoint.prev.pt"):
-        (run_dir / name).write_bytes(os.urandom(4096))
+        (run_dir / name).write_bytes(NOT_A_CHECKPOINT)
     cfg.write_text(yaml.safe_dump(TINY))
     assert train.main([str(cfg), "--run-dir", str(run_dir)]) == 1
     err = capsys.readouterr().err.splitlines()
