@@ -164,7 +164,8 @@ def test_a_diverged_run_marked_finished_before_the_guard_is_not_reused(finished,
     record = json.loads((run_dir / "metrics.json").read_text())
     record["final"].update(alignment=float("nan"), uniformity=float("nan"))
     (run_dir / "metrics.json").write_text(json.dumps(record))
-    refused = rf"{run_dir} holds a diverged run \(alignment, uniformity not finite\) marked finished: delete it"
+    refused = (rf"{run_dir} holds a diverged run \(alignment, uniformity not finite\) marked finished: "
+               r"delete it, then lower lr or raise t")
     with pytest.raises(TrainingDiverged, match=refused):
         train.run(TINY, run_dir, progress=False)
 
