@@ -90,11 +90,12 @@ class RunProgress:
             return
         self.written = time.monotonic()
         tmp = self.path.with_name(self.path.name + ".tmp")
-        # a progress display that cannot be written (a full disk, say) must not stop the run
-        with contextlib.suppress(OSError):
+        try:
             tmp.write_text(json.dumps({"run": self.name, "step": self.done, "total": self.total,
                                        "epochs": self.epochs, **state}))
             os.replace(tmp, self.path)
+        except OSError:  # a progress display that cannot be written (a full disk, say) must not stop the run
+            tmp.unlink(missing_ok=True)
 
 
 def read_state(path: Path) -> dict | None:

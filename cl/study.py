@@ -62,8 +62,12 @@ def declared_parameters(py: Path) -> list[str]:
     """The names a notebook's parameters cell assigns, in order."""
     import jupytext
     cell = next(c for c in jupytext.read(py).cells if "parameters" in c.metadata.get("tags", []))
-    tree = ast.parse(cell.source)
-    return [target.id for node in tree.body if isinstance(node, ast.Assign)
+    return _assigned(cell.source)
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell's top-level assignments bind."""
+    return [target.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
             for target in node.targets if isinstance(target, ast.Name)]
 
 
@@ -110,10 +114,7 @@ def _papermill_names() -> set[str]:
     shell = ipython.get_ipython() if ipython else None
     history = shell.user_ns.get("In", []) if shell is not None else []
     injected = [cell for cell in history if cell.startswith("# Parameters\n")]
-    if not injected:
-        return set()
-    return {target.id for node in ast.parse(injected[-1]).body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    return set(_assigned(injected[-1])) if injected else set()
 
 
 def _check_values(parameters: dict) -> None:
@@ -130,26 +131,27 @@ def _parameter_problem(name: str, value, base: dict) -> str | None:
         return None if value in SCALES else f"{value!r} is not a scale: use one of {', '.join(SCALES)}"
     if name == "seeds":
         seeds = value if isinstance(value, list) else []
-        good = seeds and len(set(seeds)) == len(seeds) and all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        whole = all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        good = seeds and whole and len(set(seeds)) == len(seeds)
         return None if good else f"{value!r} is not a non-empty list of distinct seeds ≥ 0: use e.g. [0, 1]"
     if name == "check_claims":
         return None if isinstance(value, bool) else f"{value!r} is not True or False"
-    if isinstance(value, dict):
-        return _config_problem(value, {} if name == "base" else base)
+    if name == "base":
+        return _config_problem({None: value}, {})
+    if isinstance(value, dict):  # one run's overrides of base, or a dict of them by name
+        by_name = value and all(isinstance(v, dict) for v in value.values())
+        return _config_problem(value if by_name else {None: value}, base)
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value!r} is not a finite number"
     return None
 
 
-def _config_problem(overrides: dict, base: dict) -> str | None:
-    """What keeps ``base`` with ``overrides`` (one run's, or a dict of them by name) from being a Config."""
+def _config_problem(runs: dict, base: dict) -> str | None:
+    """What keeps a run (``base`` and its overrides, by name; None: the only one) from being a Config."""
     from cl import train
-    by_name = overrides and all(isinstance(v, dict) for v in overrides.values())
-    runs = overrides if by_name else {None: overrides}
-    for name, run in runs.items():
+    for name, overrides in runs.items():
         try:
-            train.Config.from_dict({**base, **run})
+            train.Config.from_dict({**base, **overrides} if isinstance(overrides, dict) else overrides)
         except train.ConfigError as error:
             return f"{error}" if name is None else f"entry {name!r}: {error}"
     return None

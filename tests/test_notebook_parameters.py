@@ -21,6 +21,8 @@ SMOKE = study.parameters("smoke", "01_moco_v2")
     (dict(seeds=[0, 0]), r"parameter seeds: \[0, 0\] is not"),
     (dict(seeds=[-1]), r"parameter seeds: \[-1\] is not"),
     (dict(seeds=3), r"parameter seeds: 3 is not"),
+    (dict(seeds=[[0]]), r"parameter seeds: \[\[0\]\] is not"),
+    (dict(base="epochs: 3"), r"parameter base: a config is a mapping of parameters, not str"),
     (dict(check_claims="yes"), r"parameter check_claims: 'yes' is not True or False"),
     (dict(knn_target=float("nan")), r"parameter knn_target: nan is not a finite number"),
 ])
