@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cl.cli import UserError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 FASHION_MNIST_CLASSES = [
@@ -40,6 +42,13 @@ FASHION_MNIST_FILES = {
 }
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 NAMES = ("fashion_mnist", "cifar10", "cifar100", "stl10", "imagefolder:<path>")
+# images per split of the data sets with fixed splits, so that a config can be checked before loading
+SPLIT_SIZES = {
+    "fashion_mnist": {"train": 60_000, "test": 10_000},
+    "cifar10": {"train": 50_000, "test": 10_000},
+    "cifar100": {"train": 50_000, "test": 10_000},
+    "stl10": {"train": 5_000, "test": 8_000},
+}
 
 CIFAR_URL = {
     10: "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -55,7 +64,7 @@ _IDX_DIMS = {0x00000801: 1, 0x00000803: 3}  # magic -> number of dims (uint8 pay
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data set is missing, corrupt or mis-specified; the message says what to do."""
 
 

@@ -7,24 +7,34 @@ parameters injected (what ``make test`` hands to nbval)
 Where things go: ``runs/<scale>/<run name>/`` for a training run (config.yaml,
 checkpoint.pt, metrics.json), ``runs/<scale>/notebooks/`` for executed notebooks and
 their HTML, ``runs/summary.csv`` (cpu) or ``runs/<scale>/summary.csv`` (other scales).
+``NEGATIVES_RUNS`` moves ``runs/`` elsewhere.
+
+Every notebook calls :func:`check_parameters` in the cell after its parameters cell, and
+``run`` checks every notebook's parameter file before it executes any: a bad parameter
+fails at once, with a message that names it.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import json
 import logging
 import math
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from cl import cli, progress
+from cl.cli import Interrupted, UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PARAMS = ROOT / "params"
-RUNS = ROOT / "runs"
+RUNS = Path(os.environ.get("NEGATIVES_RUNS", ROOT / "runs"))
 SCALES = ("smoke", "cpu", "gpu")
 FINAL_COLUMNS = ["knn_top1", "linear_top1", "alignment", "uniformity", "train_seconds", "images_per_second"]
 # the config keys a reader needs to tell runs apart (the whole config is in each run's config.yaml)
@@ -40,14 +50,117 @@ def notebooks() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 
 
+class ParameterError(UserError, ValueError):
+    """A notebook parameter that cannot run; the message names it and the fix."""
+
+
 def parameters(scale: str, notebook: str) -> dict:
     """The papermill parameters of a notebook at a scale (params/<scale>/<notebook>.yaml)."""
     if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}: use one of {SCALES}")
+        raise ParameterError(f"unknown scale {scale!r}: use one of {SCALES}")
     path = PARAMS / scale / f"{notebook}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no parameters for {notebook} at scale {scale}: write {path}")
-    return yaml.safe_load(path.read_text()) or {}
+    return cli.load_yaml(path.read_text()) or {}
+
+
+def declared_parameters(py: Path) -> list[str]:
+    """The names a notebook's parameters cell assigns, in order."""
+    import jupytext
+    cell = next(c for c in jupytext.read(py).cells if "parameters" in c.metadata.get("tags", []))
+    return _assigned(cell.source)
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell's top-level assignments bind."""
+    return [target.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)]
+
+
+def check_parameters(**parameters) -> None:
+    """Check a notebook's parameters before it runs anything; ParameterError names the bad one and the fix.
+
+    Call it in the cell after the parameters cell, with every parameter of the notebook:
+    ``study.check_parameters(scale=scale, base=base, seeds=seeds, check_claims=check_claims)``.
+    ``scale`` is one of SCALES; ``base`` and every other dict (one run's overrides of base, or
+    a dict of them by condition name) must make a valid ``cl.train.Config``; ``seeds`` is a
+    list of distinct seeds ≥ 0; ``check_claims`` a bool; numbers are finite. Under papermill,
+    which only warns about them, a parameter the notebook does not have is refused too.
+    """
+    unknown = sorted(_papermill_names() - set(parameters))
+    if unknown:
+        raise ParameterError(_unknown(unknown, list(parameters)))
+    _check_values(parameters)
+
+
+def check_notebook_parameters(scale: str, only: list[str] | None = None) -> None:
+    """Check the parameter files of a scale (params/<scale>/) against the notebooks, before any runs."""
+    for py in notebooks():
+        if only and py.stem not in only:
+            continue
+        given, declared = parameters(scale, py.stem), declared_parameters(py)
+        unknown = sorted(set(given) - set(declared))
+        try:
+            if unknown:
+                raise ParameterError(_unknown(unknown, declared))
+            _check_values(given)
+        except ParameterError as error:
+            raise ParameterError(f"{_shown(PARAMS / scale / py.stem)}.yaml: {error}") from None
+
+
+def _unknown(names: list[str], declared: list[str]) -> str:
+    return (f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not a parameter of the notebook "
+            f"(its parameters: {', '.join(declared)}); cl.train.Config keys go in base, e.g. "
+            f"papermill -y 'base: {{epochs: 3}}'")
+
+
+def _papermill_names() -> set[str]:
+    """The names papermill injected into this IPython session (its "# Parameters" cell); none elsewhere."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython else None
+    history = shell.user_ns.get("In", []) if shell is not None else []
+    injected = [cell for cell in history if cell.startswith("# Parameters\n")]
+    return set(_assigned(injected[-1])) if injected else set()
+
+
+def _check_values(parameters: dict) -> None:
+    first = [name for name in ("scale", "base") if name in parameters]
+    for name in first + [name for name in parameters if name not in first]:
+        problem = _parameter_problem(name, parameters[name], parameters.get("base", {}))
+        if problem:
+            raise ParameterError(f"parameter {name}: {problem}")
+
+
+def _parameter_problem(name: str, value, base: dict) -> str | None:
+    """What is wrong with one parameter's value, if anything."""
+    if name == "scale":
+        return None if value in SCALES else f"{value!r} is not a scale: use one of {', '.join(SCALES)}"
+    if name == "seeds":
+        seeds = value if isinstance(value, list) else []
+        whole = all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        good = seeds and whole and len(set(seeds)) == len(seeds)
+        return None if good else f"{value!r} is not a non-empty list of distinct seeds ≥ 0: use e.g. [0, 1]"
+    if name == "check_claims":
+        return None if isinstance(value, bool) else f"{value!r} is not True or False"
+    if name == "base":
+        return _config_problem({None: value}, {})
+    if isinstance(value, dict):  # one run's overrides of base, or a dict of them by name
+        by_name = value and all(isinstance(v, dict) for v in value.values())
+        return _config_problem(value if by_name else {None: value}, base)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    return None
+
+
+def _config_problem(runs: dict, base: dict) -> str | None:
+    """What keeps a run (``base`` and its overrides, by name; None: the only one) from being a Config."""
+    from cl import train
+    for name, overrides in runs.items():
+        try:
+            train.Config.from_dict({**base, **overrides} if isinstance(overrides, dict) else overrides)
+        except train.ConfigError as error:
+            return f"{error}" if name is None else f"entry {name!r}: {error}"
+    return None
 
 
 def run_dir(scale: str, name: str) -> Path:
@@ -208,10 +321,21 @@ def prepare(scale: str) -> list[Path]:
 
 
 def execute(scale: str, only: list[str] | None = None) -> None:
-    """Execute the notebooks in order with papermill, export each to HTML, write the summary."""
+    """Execute the notebooks in order with papermill, export each to HTML, write the summary.
+
+    Every parameter file is checked first. While a notebook runs, its runs write their steps
+    to a progress file, from which a live bar is drawn here (a terminal only); the notebook
+    itself records one line per epoch.
+    """
     import nbconvert
     import papermill
+    unknown = sorted(set(only or []) - {py.stem for py in notebooks()})
+    if unknown:
+        raise ParameterError(f"no notebook {', '.join(unknown)}: use names of "
+                             f"{', '.join(py.stem for py in notebooks())}")
+    check_notebook_parameters(scale, only)
     out_dir = RUNS / scale / "notebooks"
+    tracked = out_dir / ".progress.json"
     failed = []
     for py in notebooks():
         if only and py.stem not in only:
@@ -221,20 +345,85 @@ def execute(scale: str, only: list[str] | None = None) -> None:
         src = _ipynb(py, out_dir / "source" / f"{py.stem}.ipynb")
         dst = out_dir / f"{py.stem}.ipynb"
         try:
-            papermill.execute_notebook(src, dst, parameters=parameters(scale, py.stem), cwd=NOTEBOOKS,
-                                       progress_bar=False, log_output=True, kernel_name="python3")
-        except papermill.PapermillExecutionError as error:  # keep going: later notebooks' runs are independent
-            failed.append(py.stem)
+            with _environment(**{progress.ENV: str(tracked)}), progress.watch(tracked):
+                _execute_notebook(src, dst, parameters(scale, py.stem))
+        except papermill.PapermillExecutionError as error:
+            if error.ename in ("Interrupted", "KeyboardInterrupt"):
+                state = progress.read_state(tracked) if error.ename == "Interrupted" else None
+                raise Interrupted(_interrupted(py.stem, scale, state)) from None
+            failed.append(py.stem)  # keep going: later notebooks' runs are independent
             print(f"   FAILED: {error.ename}: {error.evalue}", flush=True)
+        except KeyboardInterrupt as error:  # a second Ctrl-C
+            raise Interrupted(_interrupted(py.stem, scale, progress.read_state(tracked))) from error
         html, _ = nbconvert.HTMLExporter().from_filename(str(dst))
         dst.with_suffix(".html").write_text(html)
         seconds = time.perf_counter() - start
         record_minutes(scale, py.stem, seconds / 60)
-        print(f"   {seconds:.0f} s: {dst.relative_to(ROOT)}", flush=True)
+        print(f"   {seconds:.0f} s: {_shown(dst)}", flush=True)
     path = write_summary(scale)
-    print(f"summary: {path.relative_to(ROOT)}")
+    print(f"summary: {_shown(path)}")
     if failed:
-        raise SystemExit(f"notebooks that failed (see their executed copies in {out_dir}): {', '.join(failed)}")
+        raise UserError(f"notebooks that failed (see their executed copies in {_shown(out_dir)}): "
+                        f"{', '.join(failed)}")
+
+
+def _execute_notebook(src: Path, dst: Path, params: dict) -> None:
+    """papermill's execution, with Ctrl-C passed on to the kernel: the cell it runs stops at a clean
+    point (a run saying where it will resume, into the notebook too). A second Ctrl-C stops at once."""
+    import asyncio
+
+    import papermill
+    from jupyter_client import AsyncKernelManager
+    kernels = []
+
+    class Kernel(AsyncKernelManager):  # the kernel manager papermill makes, remembered to be interrupted
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            kernels.append(self)
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        loop = asyncio.get_event_loop()  # papermill's, running the cell (or running the next one)
+        for kernel in kernels:
+            loop.call_soon_threadsafe(asyncio.ensure_future, kernel.interrupt_kernel())
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        papermill.execute_notebook(src, dst, parameters=params, cwd=NOTEBOOKS, progress_bar=False,
+                                   log_output=True, kernel_name="python3", kernel_manager_class=Kernel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _shown(path: Path) -> Path:
+    """A path as the user reads it: relative to the project when inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+@contextlib.contextmanager
+def _environment(**values):
+    """The environment variables ``values`` set for the body: a kernel started in it inherits them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _interrupted(notebook: str, scale: str, state: dict | None) -> str:
+    """What Ctrl-C in the study left: which run resumes at which epoch (``state``: the run's last
+    progress, None when no run was training), and how."""
+    again = f"`make run SCALE={scale}` (or python -m cl.study run --scale {scale})"
+    if state is None:
+        return f"{notebook} stopped; {again} runs it again, reusing finished runs"
+    where = (f"at epoch {state['saved'] + 1} of {state['epochs']}" if state["saved"] < state["epochs"]
+             else "at its final evaluation")
+    return f"{notebook} stopped; {again} resumes {state['run']} {where}, reusing finished runs"
 
 
 def summary_rows(scale: str) -> list[dict]:
@@ -318,7 +507,12 @@ def write_summary(scale: str) -> Path:
     return path
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """``python -m cl.study run | prepare | summary``; an expected failure is one line, exit status 1."""
+    return cli.run_main(_main, argv)
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["run", "prepare", "summary", "table"],
                         help="table: print the results as Markdown (--readme: write them into README.md)")
@@ -331,13 +525,14 @@ def main(argv=None):
         execute(args.scale, args.only)
     elif args.action == "prepare":
         for p in prepare(args.scale):
-            print(p.relative_to(ROOT))
+            print(_shown(p))
     elif args.action == "table":
         if args.readme:
             write_readme_results(args.scale)
         print(results_table(args.scale))
     else:
         print(write_summary(args.scale))
+    return 0
 
 
 if __name__ == "__main__":

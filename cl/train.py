@@ -12,18 +12,30 @@ A checkpoint is written atomically after every epoch; an interrupted run resumes
 and ends with the same weights as an uninterrupted one. ``python -m cl.train CONFIG.yaml``
 does the same from the command line, also under ``torchrun`` (keys of every rank enter
 the queue, BN is shuffled across ranks, gradients are averaged by DDP).
+
+A run fails early and leaves its folder usable: the config is checked before anything is
+loaded or written, ``config.yaml`` is written with the first checkpoint, the folder is
+locked while a process trains in it, a non-finite model or metric is never checkpointed
+nor marked finished, and the previous checkpoint is kept for when the latest is unreadable.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import difflib
+import errno
+import fcntl
+import io
 import json
 import math
 import os
+import pickle
+import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,23 +43,75 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
-from tqdm.auto import tqdm
 
-from cl import augment, data, losses, metrics, models, negatives
+from cl import augment, cli, data, losses, metrics, models, negatives
+from cl.cli import Interrupted, UserError
 from cl.moco import MoCo, Pair, batch_pairs, distributed
+from cl.progress import RunProgress, say
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message says which key and why."""
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss, the model's parameters or buffers, or the metrics became NaN or infinite."""
+
+
+class RunLocked(UserError, RuntimeError):
+    """Another process is training in the run folder."""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint file cannot be read: truncated, corrupt, or not written by this code."""
+
+
+class DiskFull(UserError, RuntimeError):
+    """No space left for a file of the run; nothing half-written is left behind."""
 
 
 LOSSES = ("info_nce", "debiased", "hard", "supcon", "positives_only")
 SOURCES = ("queue", "batch")
-CHOICES = {"optimizer": ("sgd", "adam"), "lr_schedule": ("cosine", "constant"), "precision": ("bf16", "fp32")}
+CHOICES = {  # every string key but dataset and device: its allowed values
+    "arch": ("small_cnn", "resnet18"),
+    "head": ("mlp", "linear"),
+    "loss": LOSSES,
+    "source": SOURCES,
+    "select": negatives.MODES,
+    "optimizer": ("sgd", "adam"),
+    "lr_schedule": ("cosine", "constant"),
+    "precision": ("bf16", "fp32"),
+}
+RANGES = {  # every numeric key: the interval its value lies in, as the error message shows it
+    "train_subset": "[0, inf)",
+    "test_subset": "[0, inf)",
+    "width": "[1, inf)",
+    "dim": "[1, inf)",
+    "hidden": "[1, inf)",
+    "bn_splits": "[1, inf)",
+    "queue": "[1, inf)",
+    "moco_m": "[0, 1)",
+    "t": "(0, inf)",
+    "tau_plus": "[0, 1)",
+    "beta": "[0, inf)",
+    "select_fraction": "(0, 1]",
+    "mochi_n": "[0, inf)",
+    "mochi_s": "[0, inf)",
+    "mochi_s_prime": "[0, inf)",
+    "mochi_warmup": "[0, inf)",
+    "epochs": "[1, inf)",
+    "batch_size": "[2, inf)",
+    "lr": "(0, inf)",
+    "sgd_momentum": "[0, 1)",
+    "weight_decay": "[0, inf)",
+    "warmup_epochs": "[0, inf)",
+    "crop_min": "(0, 1]",
+    "knn_k": "[1, inf)",
+    "knn_t": "(0, inf)",
+    "monitor_bank": "[0, inf)",
+    "linear_epochs": "[1, inf)",
+    "seed": "[0, inf)",
+}
 # Keys added after runs were made, with the value that reproduces those runs: before
 # ``precision`` existed the CPU trained in float32 (no run was ever made on a GPU here).
 LEGACY = {"precision": "fp32"}
@@ -118,35 +182,36 @@ class Config:
         if not isinstance(d, dict):
             raise ConfigError(f"a config is a mapping of parameters, not {type(d).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
         for key, value in d.items():
             if key not in fields:
                 near = difflib.get_close_matches(key, fields, n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
                 raise ConfigError(f"unknown parameter {key!r}{hint}; valid parameters: {', '.join(fields)}")
-            _check_type(key, value, fields[key].type)
-        cfg = cls(**{k: float(v) if fields[k].type == "float" else v for k, v in d.items()})
+            values[key] = _typed(key, value, fields[key].type)
+        cfg = cls(**values)
         cfg.validate()
         return cfg
 
     def validate(self):
+        """Check every value that the config alone decides, before anything is loaded or written.
+
+        First each value on its own (RANGES, CHOICES, the data set, the device), then how the
+        values fit together. Checks that need the data run when it is loaded (``check_data``).
+        """
         def need(ok, why):
             if not ok:
                 raise ConfigError(why)
+        for key, interval in RANGES.items():
+            value = getattr(self, key)
+            need(_within(value, interval), f"{key} must be in {interval}, got {value!r}")
+        for key, allowed in CHOICES.items():
+            value = getattr(self, key)
+            need(value in allowed, f"{key} must be one of {allowed}, not {value!r}")
+        need(not (problem := _dataset_problem(self)), problem)
+        need(not (problem := _device_problem(self.device)), problem)
         world = dist.get_world_size() if distributed() else 1
         keys_per_step = self.batch_size * (2 if self.symmetric else 1)
-        need(self.arch in ("small_cnn", "resnet18"), f"arch must be small_cnn or resnet18, not {self.arch!r}")
-        need(self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}")
-        need(self.source in SOURCES, f"source must be one of {SOURCES}, not {self.source!r}")
-        need(self.select in negatives.MODES, f"select must be one of {negatives.MODES}, not {self.select!r}")
-        for key, allowed in CHOICES.items():
-            need(getattr(self, key) in allowed, f"{key} must be one of {allowed}, not {getattr(self, key)!r}")
-        need(self.mochi_warmup >= 0, f"mochi_warmup counts epochs and must be ≥ 0, got {self.mochi_warmup}")
-        need(self.epochs >= 1 and self.batch_size >= 2, "epochs must be ≥ 1 and batch_size ≥ 2")
-        need(self.t > 0, f"temperature t must be positive, got {self.t}")
-        need(0 <= self.tau_plus < 1, f"tau_plus is a class prior in [0, 1), got {self.tau_plus}")
-        need(0 < self.select_fraction <= 1, f"select_fraction must be in (0, 1], got {self.select_fraction}")
-        need(0 <= self.moco_m < 1, f"moco_m must be in [0, 1), got {self.moco_m}")
-        need(0 < self.crop_min <= 1, f"crop_min must be in (0, 1], got {self.crop_min}")
         need(self.batch_size % world == 0, f"batch_size {self.batch_size} must divide over {world} processes")
         need((self.batch_size // world) % self.bn_splits == 0,
              f"the per-process batch {self.batch_size // world} must split into bn_splits={self.bn_splits} equal BN groups")
@@ -175,16 +240,92 @@ class Config:
 _TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
 
 
-def _check_type(key, value, annotation):
+def _typed(key, value, annotation):
+    """``value`` as the field's type (an int for a float field becomes a float), or ConfigError.
+
+    A float written ``5e-4`` or ``1e6`` is a string to YAML 1.1 readers (papermill's, say): it is
+    read as the number it is.
+    """
+    if annotation == "float" and isinstance(value, str) and cli.EXPONENT_NUMBER.fullmatch(value):
+        value = float(value)
     expected = _TYPES[annotation]
     if isinstance(value, bool) and annotation != "bool" or not isinstance(value, expected):
         raise ConfigError(f"parameter {key!r} must be {annotation}, got {value!r} ({type(value).__name__})")
+    return float(value) if annotation == "float" else value
+
+
+def _within(value, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval``, written "[0, 1)": brackets closed, parentheses open."""
+    low, high = (float(bound) for bound in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
+
+
+def _dataset_problem(cfg: Config) -> str | None:
+    """What is wrong with the data set a config names and the subsets it asks of it, if anything."""
+    name = cfg.dataset
+    if name.startswith("imagefolder:"):
+        folder = Path(name.removeprefix("imagefolder:"))
+        missing = [split for split in ("train", "test") if not (folder / split).is_dir()]
+        return (f"dataset {name!r}: {folder} has no {' and no '.join(f'{m}/' for m in missing)} folder "
+                "(one per split, each with one folder per class)") if missing else None
+    if name not in data.SPLIT_SIZES:
+        return f"dataset must be one of {', '.join(data.NAMES)}, not {name!r}"
+    sizes = data.SPLIT_SIZES[name]
+    for key, split in (("train_subset", "train"), ("test_subset", "test")):
+        if getattr(cfg, key) > sizes[split]:
+            return (f"{key} must be in [0, {sizes[split]}] ({name} has {sizes[split]:,} {split} images), "
+                    f"got {getattr(cfg, key)}")
+    images = cfg.train_subset or sizes["train"]
+    return _batch_problem(cfg.batch_size, images, "of the run")
+
+
+def _batch_problem(batch_size: int, images: int, whose: str) -> str | None:
+    """A batch larger than the training set would make an epoch of no steps."""
+    if batch_size > images:
+        return (f"batch_size must be in [2, {images}] (the {images:,} training images {whose}), "
+                f"got {batch_size}")
+    return None
+
+
+def _device_problem(name: str) -> str | None:
+    """What is wrong with a config's device on this machine, if anything."""
+    if name == "auto":
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        return f"device must be auto, cpu, cuda or cuda:N, not {name!r}"
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and not gpus:
+        return (f"device {name!r}, but this machine has no CUDA GPU: "
+                f"use device: auto (a GPU when there is one) or cpu")
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        return f"device {name!r}, but this machine has {gpus} GPU(s): use cuda:0 .. cuda:{gpus - 1}"
+    return None
+
+
+def check_data(cfg: Config, train_set: data.Dataset) -> None:
+    """The checks that need the loaded data (an image folder's size): run before anything is written."""
+    problem = _batch_problem(cfg.batch_size, len(train_set), f"of {cfg.dataset}")
+    if problem:
+        raise ConfigError(problem)
 
 
 def load_config(path) -> Config:
-    """A YAML file of parameters, read with the safe loader."""
-    with open(path) as f:
-        return Config.from_dict(yaml.safe_load(f) or {})
+    """A YAML file of parameters, read with the safe loader (5e-4 is a number); ``{}`` is the defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no config file {path}: give the path of a YAML file of cl.train.Config's "
+                          f"parameters")
+    d = cli.load_yaml(path.read_text())
+    if d is None:
+        raise ConfigError(f"{path} is empty: write the parameters to change, or {{}} for the defaults "
+                          f"(the full cpu-scale run: all training images, {Config.epochs} epochs)")
+    return Config.from_dict(d)
 
 
 # --------------------------------------------------------------------------- the objective
@@ -263,18 +404,127 @@ def build_optimizer(cfg: Config, parameters) -> torch.optim.Optimizer:
     return torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.sgd_momentum, weight_decay=cfg.weight_decay)
 
 
-def _atomic_write(path: Path, write):
+CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
+CHECKPOINT_KEYS = {"config", "epoch", "model", "optimizer", "generator", "device_generator", "history"}
+
+
+def _atomic_write(path: Path, content: bytes, keep: Path | None = None):
+    """Write ``content`` to ``path`` through a temporary file: a reader finds the old file or the new
+    one, never part of one. ``keep``: where the file it replaces goes. A full disk raises DiskFull,
+    and no temporary file is left, whatever stops the write."""
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
+    try:
+        tmp.write_bytes(content)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise DiskFull(f"no space left on the device of {path.parent} for {path.name} "
+                           f"({len(content) / 1e6:.1f} MB): free some space, then run again "
+                           f"(a run resumes from its last checkpoint)") from error
+        raise
+    if keep is not None and path.exists():
+        os.replace(path, keep)
     os.replace(tmp, path)
 
 
 def _write_json(path: Path, obj):
-    _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1)))
+    _atomic_write(path, json.dumps(obj, indent=1).encode())
+
+
+def read_checkpoint(path: Path, device="cpu") -> dict:
+    """The state a checkpoint holds; CheckpointError when the file is truncated, corrupt or not a checkpoint
+    of this code (tensors only: pickled code is refused)."""
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files that are not its own
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # garbage makes the unpickler fail in any way (IndexError, KeyError, ...)
+        raise CheckpointError(f"checkpoint {path} cannot be read ({_unreadable(error)})") from error
+    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
+        raise CheckpointError(f"checkpoint {path} cannot be read (it is not a checkpoint of cl.train)")
+    return state
+
+
+def _unreadable(error: Exception) -> str:
+    """Why torch.load failed, in a few words (without torch's advice to load it unsafely)."""
+    if isinstance(error, pickle.UnpicklingError):
+        return "it holds something other than tensors"
+    if isinstance(error, EOFError):
+        return "it ends early"
+    if isinstance(error, (RuntimeError, OSError)):
+        return str(error).split(". ")[0]
+    return f"it is corrupt: {type(error).__name__}"
 
 
 def _is_main() -> bool:
     return not distributed() or dist.get_rank() == 0
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while a process trains in it.
+
+    ``flock`` on ``<run>/.lock``: the OS releases it when the process ends, however it ends, so a
+    killed run never leaves its folder locked. The file names the holder (process id, host),
+    for the message another process gets. It is removed on release, and so is the folder when
+    the lock made it and nothing else was written to it (a failed start leaves nothing behind).
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.path = Path(run_dir), Path(run_dir) / self.NAME
+        self.made_dir = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = ""
+                with contextlib.suppress(OSError):
+                    holder = self.path.read_text().strip()
+                raise RunLocked(f"{self.run_dir} is in use by {holder or 'another process'}: wait until it "
+                                f"ends, or stop it (the run resumes from its last checkpoint)") from None
+            # the holder before us may have removed the file after we opened it: lock the file that is there
+            if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                break
+            os.close(fd)
+        self.fd = fd
+        with contextlib.suppress(OSError):  # on a full disk the lock holds all the same, unnamed
+            os.ftruncate(fd, 0)
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()} "
+                         f"(since {time.strftime('%Y-%m-%d %H:%M')})".encode())
+
+    def release(self):
+        self.path.unlink(missing_ok=True)
+        os.close(self.fd)  # closing releases the lock
+        if self.made_dir:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something
+                self.run_dir.rmdir()
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path):
+    """Hold the run folder's lock for the body. Under torchrun, rank 0 holds it and the other ranks
+    wait until it has it (or share its RunLocked)."""
+    lock, problem = None, None
+    if _is_main():
+        try:
+            lock = RunLock(run_dir)
+        except RunLocked as error:
+            problem = str(error)
+    if distributed():
+        shared = [problem]
+        dist.broadcast_object_list(shared, src=0)
+        problem = shared[0]
+    if problem:
+        raise RunLocked(problem)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 class Study:
@@ -296,6 +546,7 @@ class Study:
             self.train_set = self.train_set.subset(cfg.train_subset, cfg.seed)
         if cfg.test_subset:
             self.test_set = self.test_set.subset(cfg.test_subset, cfg.seed)
+        check_data(cfg, self.train_set)
         size = self.train_set.size
         self.aug_cfg = dataclasses.replace(augment.default_config(cfg.dataset, size),
                                            crop_scale=(cfg.crop_min, 1.0))
@@ -311,6 +562,7 @@ class Study:
             self.moco.encoder_q = torch.nn.parallel.DistributedDataParallel(self.moco.encoder_q)
         self.optimizer = build_optimizer(cfg, self.encoder.parameters())
         self.start_epoch, self.history = 0, []
+        self.latest_unreadable = False  # resumed from the previous checkpoint: replace the latest, keep that
 
     # -- checkpoints -------------------------------------------------------------------
     def model_state(self) -> dict:
@@ -318,14 +570,19 @@ class Study:
         return {k.replace("encoder_q.module.", "encoder_q."): v for k, v in self.moco.state_dict().items()}
 
     def save(self, path: Path, epoch: int):
+        """Checkpoint after ``epoch`` epochs; the checkpoint it replaces is kept (checkpoint.prev.pt)."""
         state = {"config": self.cfg.identity(), "epoch": epoch, "model": self.model_state(),
                  "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
                  "device_generator": self.device_generator.get_state().cpu(),
                  "history": json.dumps(self.history)}
-        _atomic_write(path, lambda p: torch.save(state, p))
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        keep = None if self.latest_unreadable else path.with_name(PREVIOUS)
+        _atomic_write(path, buffer.getvalue(), keep=keep)
+        self.latest_unreadable = False
 
     def load(self, path: Path):
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = read_checkpoint(path, self.device)
         stored = Config.from_stored(state["config"]).identity()
         if stored != self.cfg.identity():
             raise ConfigError(f"checkpoint {path} was written by a different config "
@@ -337,7 +594,27 @@ class Study:
         self.device_generator.set_state(state["device_generator"].cpu())
         self.start_epoch, self.history = state["epoch"], json.loads(state["history"])
 
-    # -- one epoch ---------------------------------------------------------------------
+    def resume(self, run_dir: Path):
+        """Load the run's latest checkpoint, if any; when it cannot be read, the previous one (and say so)."""
+        latest, previous = run_dir / CHECKPOINT, run_dir / PREVIOUS
+        if latest.exists():
+            try:
+                return self.load(latest)
+            except CheckpointError as error:
+                if not previous.exists():
+                    raise CheckpointError(f"{error}, and there is no previous one: delete it to train "
+                                          f"the run from the start") from error
+                say(f"{error}: resuming from the previous one, {previous.name}")
+                self.latest_unreadable = True
+        if previous.exists():  # also when a crash came between setting the latest aside and its replacement
+            self.load(previous)
+
+    def non_finite(self) -> list[str]:
+        """The names of the model's parameters and buffers that hold inf or NaN."""
+        return [name for name, value in self.model_state().items()
+                if value.is_floating_point() and not torch.isfinite(value).all()]
+
+        # -- one epoch ---------------------------------------------------------------------
     def train_epoch(self, epoch: int, bar) -> dict:
         """Train one epoch; returns its row of metrics.json (difficulty statistics of its last step)."""
         cfg, moco = self.cfg, self.moco
@@ -352,11 +629,15 @@ class Study:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress / cfg.epochs)
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size].view(world, -1)[rank]
-            loss, last = self.train_step(idx, progress)
+            try:
+                loss, last = self.train_step(idx, progress)
+            except ValueError:  # a loss refuses a row of neg with no finite entry: NaN queries, say
+                if not self.non_finite():
+                    raise
+                raise TrainingDiverged(f"the model holds inf or NaN at epoch {epoch + 1}, step {step + 1} "
+                                       f"({_names(self.non_finite())})") from None
             if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss is {loss} at epoch {epoch + 1}, step {step + 1}: lower lr "
-                    f"(now {cfg.lr}) or raise t (now {cfg.t}); the last good checkpoint is kept")
+                raise TrainingDiverged(f"the loss is {loss} at epoch {epoch + 1}, step {step + 1}")
             total += loss
             seen += cfg.batch_size
             if cfg.loss in ("debiased", "hard"):
@@ -364,8 +645,7 @@ class Study:
                 clamped += losses.clamp_binds(last.pos, last.neg, cfg.t, cfg.tau_plus, beta).float().mean().item()
             if step == steps - 1:
                 stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t, same_class=last.same_class())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}")
+            bar.step(epoch, loss)
         seconds = time.perf_counter() - start
         row = {"epoch": epoch + 1, "loss": total / steps, "lr": self.optimizer.param_groups[0]["lr"],
                "train_seconds": seconds, "images_per_second": seen / seconds, "negatives": stats}
@@ -471,42 +751,141 @@ def _diff(a: dict, b: dict) -> str:
     return ", ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in keys)
 
 
+def _names(names: list[str], shown: int = 3) -> str:
+    """The first few of a list of names, and how many more there are."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
+def non_finite_metrics(row: dict) -> list[str]:
+    """The numbers of a row of metrics (an epoch's, or the final one) that are NaN or infinite."""
+    return [key for key, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
+
+
+def _check_finite(study: Study, row: dict, when: str):
+    """TrainingDiverged unless the model's parameters and buffers and the row's metrics are all finite."""
+    tensors, values = study.non_finite(), non_finite_metrics(row)
+    problems = ([f"the model's {_names(tensors)} {'holds' if len(tensors) == 1 else 'hold'} inf or NaN"]
+                if tensors else []) + ([f"{_names(values)} {'is' if len(values) == 1 else 'are'} not finite"]
+                                       if values else [])
+    if problems:
+        raise TrainingDiverged(f"{' and '.join(problems)} {when}")
+
+
+def _stored_identity(cfg_path: Path) -> dict:
+    """The identity of the config in a run folder (its device is not checked: it may be another machine's)."""
+    try:
+        return Config.from_stored({**cli.load_yaml(cfg_path.read_text()), "device": "auto"}).identity()
+    except ConfigError as error:
+        raise ConfigError(f"{cfg_path} is not a valid config ({error}): delete its run folder") from None
+
+
+def finished_run(cfg: Config, run_dir: Path) -> dict | None:
+    """The metrics of the finished run of ``cfg`` in ``run_dir``; None when it has not finished there.
+
+    ConfigError when the folder holds a run of another config.
+    """
+    cfg_path, metrics_path = run_dir / "config.yaml", run_dir / "metrics.json"
+    if not cfg_path.exists():
+        return None
+    old = _stored_identity(cfg_path)
+    if old != cfg.identity():
+        raise ConfigError(f"{run_dir} holds a run of a different config ({_diff(old, cfg.identity())}); "
+                          f"delete that directory or give this config another run name")
+    done = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if not done.get("finished"):
+        return None
+    if non_finite_metrics(done["final"]):  # marked finished by a version without the divergence guard
+        raise TrainingDiverged(f"{run_dir} holds a diverged run ({_names(non_finite_metrics(done['final']))} "
+                               f"not finite) marked finished: delete it, then lower lr or raise t")
+    return done
+
+
+def _diverged(error: TrainingDiverged, cfg: Config, run_dir: Path, saved: int) -> TrainingDiverged:
+    """The message of a divergence: where, what to change, and what the run folder keeps."""
+    change = f"lower lr (now {cfg.lr}) or raise t (now {cfg.t})"
+    kept = (f"nothing was kept in {run_dir}, so a changed config can use it" if saved == 0 else
+            f"{run_dir} keeps the last good checkpoint (epoch {saved}): delete the folder, or name the run "
+            f"anew, to train a changed config")
+    return TrainingDiverged(f"training diverged: {error}: {change}; {kept}")
+
+
+def _interrupted(cfg: Config, run_dir: Path, saved: int) -> str:
+    """What Ctrl-C left: which epoch the run resumes at, and how."""
+    again = f"running it again with the same config and run folder ({run_dir})"
+    if saved == 0:
+        return f"no epoch had ended, so {again} starts it anew"
+    if saved < cfg.epochs:
+        return f"{again} resumes at epoch {saved + 1} of {cfg.epochs}, from the checkpoint of epoch {saved}"
+    return f"{again} does only its final evaluation"
+
+
 def run(config, run_dir, notebook: str | None = None, method: str | None = None,
         progress: bool = True) -> dict:
-    """Train (or resume, or reuse) the run in ``run_dir``; returns its metrics.json content."""
+    """Train (or resume, or reuse) the run in ``run_dir``; returns its metrics.json content.
+
+    The run folder is locked while this process trains in it; ``progress=False`` shows no
+    progress (the line saying what trains is always shown).
+    """
     cfg = config if isinstance(config, Config) else Config.from_dict(dict(config))
-    run_dir = Path(run_dir)
-    metrics_path, ckpt_path, cfg_path = run_dir / "metrics.json", run_dir / "checkpoint.pt", run_dir / "config.yaml"
-    if cfg_path.exists():
-        old = Config.from_stored(yaml.safe_load(cfg_path.read_text())).identity()
-        if old != cfg.identity():
-            raise ConfigError(f"{run_dir} holds a run of a different config ({_diff(old, cfg.identity())}); "
-                              f"delete that directory or give this config another run name")
-        if metrics_path.exists():
-            done = json.loads(metrics_path.read_text())
-            if done.get("finished"):
-                return done
-    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.validate()
+    run_dir, method = Path(run_dir), method or cfg.loss
+    done = finished_run(cfg, run_dir)
+    if done is None:
+        with locked(run_dir):
+            done = finished_run(cfg, run_dir)  # finished by another process in the meantime
+            if done is None:
+                return _train(cfg, run_dir, notebook, method, progress)
     if _is_main():
-        _atomic_write(cfg_path, lambda p: p.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False)))
+        say(f"{run_dir.name}: reusing the finished run in {run_dir} ({method}, {cfg.dataset}, "
+            f"{_epochs(cfg.epochs)}; kNN top-1 {done['final']['knn_top1']:.1f} %)")
+    return done
+
+
+def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progress: bool) -> dict:
+    """Build the run, resume it from its checkpoint if there is one, train the epochs left, evaluate.
+
+    Nothing is written before the first epoch has trained and proved finite: config.yaml comes
+    with the first checkpoint, so a run that fails before leaves its folder free.
+    """
+    metrics_path, cfg_path = run_dir / "metrics.json", run_dir / "config.yaml"
     study = Study(cfg)
-    if ckpt_path.exists():
-        study.load(ckpt_path)
-    record = {"run": run_dir.name, "notebook": notebook, "method": method or cfg.loss,
+    study.resume(run_dir)
+    saved = study.start_epoch
+    if _is_main():
+        state = ("new run" if saved == 0 else f"resuming at epoch {saved + 1}" if saved < cfg.epochs
+                 else "resuming at its final evaluation")
+        say(f"{run_dir.name}: {state}: {method} on {cfg.dataset} ({len(study.train_set):,} training images), "
+            f"{_epochs(cfg.epochs)}, in {run_dir}")
+    record = {"run": run_dir.name, "notebook": notebook, "method": method,
               "config": cfg.to_dict(), "epochs": study.history, "finished": False}
     steps = len(study.train_set) // cfg.batch_size
-    bar = tqdm(total=cfg.epochs * steps, initial=study.start_epoch * steps, desc=run_dir.name,
-               disable=not (progress and _is_main()), mininterval=2)
-    for epoch in range(study.start_epoch, cfg.epochs):
-        row = study.train_epoch(epoch, bar)
-        row.update(study.evaluate(final=False))
-        study.history.append(row)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{row['loss']:.3f}", knn=f"{row['knn_top1']:.1f}")
-        if _is_main():
-            study.save(ckpt_path, epoch + 1)
-            _write_json(metrics_path, record)
-    bar.close()
-    final = study.evaluate(final=True)
+    bar = RunProgress(run_dir.name, cfg.epochs, steps, study.start_epoch, enabled=progress and _is_main())
+    try:
+        for epoch in range(study.start_epoch, cfg.epochs):
+            row = study.train_epoch(epoch, bar)
+            row.update(study.evaluate(final=False))
+            _check_finite(study, row, f"after epoch {epoch + 1}")
+            study.history.append(row)
+            if _is_main():
+                if not cfg_path.exists():
+                    _atomic_write(cfg_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+                study.save(run_dir / CHECKPOINT, epoch + 1)
+            saved = epoch + 1
+            if _is_main():
+                _write_json(metrics_path, record)
+            bar.epoch(row)
+        final = study.evaluate(final=True)
+        _check_finite(study, final, "in the final evaluation")
+    except TrainingDiverged as error:
+        raise _diverged(error, cfg, run_dir, saved) from error
+    except KeyboardInterrupt as error:
+        raise Interrupted(_interrupted(cfg, run_dir, saved)) from error
+    finally:
+        bar.close()
     seconds = sum(r["train_seconds"] for r in study.history)
     images = sum(r["train_seconds"] * r["images_per_second"] for r in study.history)
     final.update(train_seconds=seconds, images_per_second=images / seconds)
@@ -519,15 +898,19 @@ def run(config, run_dir, notebook: str | None = None, method: str | None = None,
 def load_model(run_dir, device: str = "cpu") -> tuple[Study, dict]:
     """The trained ``Study`` of a finished run (weights from its last checkpoint) and its metrics."""
     run_dir = Path(run_dir)
-    cfg = Config.from_stored(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    cfg.device = device
+    cfg = Config.from_stored({**cli.load_yaml((run_dir / "config.yaml").read_text()), "device": device})
     study = Study(cfg)
-    study.load(run_dir / "checkpoint.pt")
+    study.load(run_dir / CHECKPOINT)
     study.moco.eval()
     return study, json.loads((run_dir / "metrics.json").read_text())
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """``python -m cl.train CONFIG.yaml [--run-dir DIR]``; an expected failure is one line, exit status 1."""
+    return cli.run_main(_main, argv)
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(description="Train one run of the negatives study.")
     parser.add_argument("config", help="YAML file of parameters (see cl.train.Config)")
     parser.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/cli/<config name>)")
@@ -539,15 +922,14 @@ def main(argv=None):
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     try:
         cfg = load_config(args.config)
-    except (ConfigError, yaml.YAMLError) as e:
-        sys.exit(f"error: {e}")
-    run_dir = args.run_dir or Path("runs") / "cli" / Path(args.config).stem
-    result = run(cfg, run_dir)
-    if _is_main():
-        print(json.dumps(result["final"], indent=1))
-    if distributed():
-        dist.destroy_process_group()
+        result = run(cfg, args.run_dir or Path("runs") / "cli" / Path(args.config).stem)
+        if _is_main():
+            print(json.dumps(result["final"], indent=1))
+    finally:
+        if distributed():
+            dist.destroy_process_group()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

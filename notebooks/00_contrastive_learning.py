@@ -48,6 +48,7 @@ from IPython.display import display
 from cl.plots import source
 from cl import augment, data, losses, metrics, plots, study, train
 
+study.check_parameters(scale=scale, base=base, seeds=seeds, check_claims=check_claims)
 torch.manual_seed(0)
 
 # %% [markdown]

@@ -51,6 +51,9 @@ from cl.plots import source
 from cl import augment, data, metrics, plots, study, train
 from cl.moco import MoCo
 
+study.check_parameters(scale=scale, base=base, check_claims=check_claims, knn_target=knn_target,
+                       comparison=comparison, seeds=seeds)
+
 
 # %% [markdown]
 # ## The method in code

@@ -69,6 +69,9 @@ from IPython.display import Markdown, display
 from cl.plots import source
 from cl import augment, negatives, plots, study, train
 
+study.check_parameters(scale=scale, base=base, seeds=seeds, temperatures=temperatures, keep_shares=keep_shares,
+                       drop_shares=drop_shares, random_shares=random_shares, check_claims=check_claims)
+
 NB = "02_which_negatives_matter"
 
 # %% [markdown]

@@ -64,6 +64,9 @@ from IPython.display import Markdown, display
 from cl.plots import source
 from cl import losses, plots, study, train
 
+study.check_parameters(scale=scale, base=base, seeds=seeds, tau_plus_sweep=tau_plus_sweep,
+                       paper_setting=paper_setting, check_claims=check_claims)
+
 NB = "03_debiased"
 
 # %% [markdown]

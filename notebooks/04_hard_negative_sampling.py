@@ -65,6 +65,9 @@ from IPython.display import Markdown, display
 from cl.plots import source
 from cl import losses, plots, study, train
 
+study.check_parameters(scale=scale, base=base, seeds=seeds, beta_sweep=beta_sweep, paper_betas=paper_betas,
+                       paper_setting=paper_setting, check_claims=check_claims)
+
 NB = "04_hard_negative_sampling"
 
 # %%

@@ -61,6 +61,9 @@ from IPython.display import Markdown, display
 from cl.plots import source
 from cl import data, negatives, plots, study, train
 
+study.check_parameters(scale=scale, base=base, seeds=seeds, mochi=mochi, mochi_large=mochi_large,
+                       variants=variants, check_claims=check_claims)
+
 NB = "05_hard_negative_mixing"
 
 # %% [markdown]

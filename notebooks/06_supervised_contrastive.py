@@ -47,6 +47,7 @@ from IPython.display import Markdown, display
 from cl.plots import source
 from cl import losses, study, train
 
+study.check_parameters(scale=scale, base=base, seeds=seeds, check_claims=check_claims)
 NB = "06_supervised_contrastive"
 
 # %%

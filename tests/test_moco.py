@@ -126,14 +126,14 @@ def test_batch_pairs_is_the_simclr_source():
 
 def _worker(rank, world, init_file, out_dir):
     import torch.distributed as dist
-    from tqdm import tqdm
+    from cl.progress import RunProgress
     from cl.train import Config, Study
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cfg = Config.from_dict(dict(train_subset=256, test_subset=64, width=4, hidden=16, dim=8, queue=256,
                                 batch_size=32, epochs=1, device="cpu", monitor_bank=64, seed=3))
     study = Study(cfg)
-    study.train_epoch(0, tqdm(disable=True))
+    study.train_epoch(0, RunProgress("ddp", 1, len(study.train_set) // cfg.batch_size, 0, enabled=False))
     torch.save({"model": study.model_state()}, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 

@@ -1,0 +1,75 @@
+"""Notebook parameters are checked before a notebook runs anything, in the cell after its parameters."""
+import nbformat
+import papermill
+import pytest
+
+from cl import study
+from cl.study import ParameterError
+
+SMOKE = study.parameters("smoke", "01_moco_v2")
+
+
+@pytest.mark.parametrize("parameters, message", [
+    (dict(scale="bogus"), r"parameter scale: 'bogus' is not a scale: use one of smoke, cpu, gpu"),
+    (dict(base={"lr": -1}), r"parameter base: lr must be in \(0, inf\), got -1.0"),
+    (dict(base={"epoch": 3}), r"parameter base: unknown parameter 'epoch' \(did you mean 'epochs'\?\)"),
+    (dict(base={**SMOKE["base"], "batch_size": 2048}), r"parameter base: batch_size must be in \[2, 1024\]"),
+    (dict(conditions={"hard": {"loss": "hard", "beta": -1.0}}),
+     r"parameter conditions: entry 'hard': beta must be in \[0, inf\), got -1.0"),
+    (dict(variant={"t": 0}), r"parameter variant: t must be in \(0, inf\), got 0.0"),
+    (dict(seeds=[]), r"parameter seeds: \[\] is not a non-empty list of distinct seeds ≥ 0"),
+    (dict(seeds=[0, 0]), r"parameter seeds: \[0, 0\] is not"),
+    (dict(seeds=[-1]), r"parameter seeds: \[-1\] is not"),
+    (dict(seeds=3), r"parameter seeds: 3 is not"),
+    (dict(seeds=[[0]]), r"parameter seeds: \[\[0\]\] is not"),
+    (dict(base="epochs: 3"), r"parameter base: a config is a mapping of parameters, not str"),
+    (dict(check_claims="yes"), r"parameter check_claims: 'yes' is not True or False"),
+    (dict(knn_target=float("nan")), r"parameter knn_target: nan is not a finite number"),
+])
+def test_a_bad_parameter_is_named_with_its_fix(parameters, message):
+    with pytest.raises(ParameterError, match=message):
+        study.check_parameters(**{**SMOKE, **parameters})
+
+
+def test_good_parameters_pass_and_overrides_extend_base():
+    study.check_parameters(**SMOKE, seeds=[0, 1, 2], conditions={"moco": {}, "hard": {"loss": "hard"}},
+                           variant={"t": 0.2})
+    for scale in study.SCALES:  # every parameter file of the project
+        study.check_notebook_parameters(scale)
+
+
+def test_a_parameter_file_is_checked_against_the_notebook(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "PARAMS", tmp_path)
+    (tmp_path / "smoke").mkdir()
+    path = tmp_path / "smoke" / "01_moco_v2.yaml"
+    path.write_text("scale: smoke\nepochs: 3\n")
+    unknown = (r"01_moco_v2.yaml: epochs is not a parameter of the notebook \(its parameters: scale, base, "
+               r"check_claims, knn_target\); cl.train.Config keys go in base")
+    with pytest.raises(ParameterError, match=unknown):
+        study.check_notebook_parameters("smoke", ["01_moco_v2"])
+    path.write_text("scale: smoke\nbase: {weight_decay: 5e-4, lr: -0.1}\n")
+    with pytest.raises(ParameterError, match=r"01_moco_v2.yaml: parameter base: lr must be in \(0, inf\)"):
+        study.execute("smoke", ["01_moco_v2"])
+    with pytest.raises(ParameterError, match=r"no notebook 99_nothing: use names of 00_contrastive_learning"):
+        study.execute("smoke", ["99_nothing"])
+
+
+@pytest.mark.parametrize("injected, message", [
+    ({"epochs": -3}, "ParameterError: epochs is not a parameter of the notebook"),
+    ({"scale": "bogus"}, "ParameterError: parameter scale: 'bogus' is not a scale"),
+])
+def test_papermill_stops_in_the_cell_after_the_parameters_and_nothing_runs(injected, message, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setenv("NEGATIVES_RUNS", str(tmp_path / "runs"))
+    source = study._ipynb(study.NOTEBOOKS / "01_moco_v2.py", tmp_path / "01_moco_v2.ipynb")
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        papermill.execute_notebook(source, tmp_path / "out.ipynb", parameters={**SMOKE, **injected},
+                                   cwd=study.NOTEBOOKS, kernel_name="python3", progress_bar=False)
+    assert f"{failure.value.ename}: {failure.value.evalue}".startswith(message)
+    cells = [c for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells if c.cell_type == "code"]
+    injected_at = next(i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", []))
+    failed_at = next(i for i, c in enumerate(cells) if any(o.output_type == "error" for o in c.outputs))
+    assert failed_at == injected_at + 1
+    traceback = [o for o in cells[failed_at].outputs if o.output_type == "error"][0].traceback
+    assert traceback == [f"{failure.value.ename}: {failure.value.evalue}"]  # one line, no traceback
+    assert not (tmp_path / "runs").exists()

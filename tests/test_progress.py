@@ -1,0 +1,55 @@
+"""Progress that fits where it is shown: a line per epoch where output is kept, a live bar in a terminal."""
+import io
+import json
+
+import nbformat
+
+from cl import progress, study, train
+
+TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
+            epochs=2, monitor_bank=128, linear_epochs=30, device="cpu")
+
+
+def test_a_run_says_what_trains_then_one_line_per_epoch_and_writes_its_steps(tmp_path, monkeypatch, capsys):
+    tracked = tmp_path / "progress.json"
+    monkeypatch.setenv(progress.ENV, str(tracked))
+    train.run(TINY, tmp_path / "tiny", method="moco")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (f"tiny: new run: moco on fashion_mnist (512 training images), 2 epochs, in "
+                        f"{tmp_path}/tiny")
+    assert [line.split(":")[0] for line in lines[1:]] == ["tiny epoch 1/2", "tiny epoch 2/2"]
+    state = json.loads(tracked.read_text())
+    assert state.pop("loss") > 0
+    assert state == {"run": "tiny", "step": 16, "total": 16, "epochs": 2, "epoch": 2, "saved": 2}
+    train.run(TINY, tmp_path / "tiny", method="moco")
+    assert capsys.readouterr().err.startswith(f"tiny: reusing the finished run in {tmp_path / 'tiny'} (moco, "
+                                              f"fashion_mnist, 2 epochs; kNN top-1 ")
+
+
+def test_the_terminal_bar_follows_the_progress_file(tmp_path):
+    tracked, terminal = tmp_path / "progress.json", io.StringIO()
+    with progress.watch(tracked, file=terminal):
+        tracked.write_text(json.dumps({"run": "moco_s0", "step": 6, "total": 16, "epochs": 2, "epoch": 1,
+                                       "saved": 0, "loss": 5.25}))
+    shown = terminal.getvalue()
+    assert "moco_s0:  38%" in shown and "6/16" in shown and "epoch=1/2, loss=5.250" in shown
+
+
+def test_an_executed_notebook_keeps_a_line_per_epoch_not_a_line_per_step(tmp_path, monkeypatch):
+    """What `make run` records: the notebook and its HTML hold the run's two lines, no progress bar."""
+    monkeypatch.setenv("NEGATIVES_RUNS", str(tmp_path))
+    monkeypatch.setattr(study, "RUNS", tmp_path)
+    study.execute("smoke", ["01_moco_v2"])
+    executed = tmp_path / "smoke" / "notebooks" / "01_moco_v2.ipynb"
+    streams = ["".join(o.text) for c in nbformat.read(executed, as_version=4).cells
+               for o in c.get("outputs", []) if o.output_type == "stream"]
+    lines = "".join(streams).splitlines()
+    run_dir = tmp_path / "smoke" / "01_moco_v2"
+    start = lines.index(f"01_moco_v2: new run: moco_v2 on fashion_mnist (1,024 training images), 1 epoch, in "
+                        f"{run_dir}")
+    assert lines[start + 1].startswith("01_moco_v2 epoch 1/1: loss ")
+    # three runs (the baseline, and the bf16 and float32 checks of 2 epochs): a start line and a
+    # line per epoch each, plus a few printed results; a bar would leave hundreds of lines
+    assert len(lines) <= 16 and sum(len(line) for line in lines) < 2500
+    html = executed.with_suffix(".html").read_text()
+    assert "it/s" not in html and "%|" not in html and "01_moco_v2 epoch 1/1: loss" in html
