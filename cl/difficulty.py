@@ -13,6 +13,9 @@ z_i · z_j (higher = harder).
   ``ranked_class_pairs``: difficulty by class pair, against the semantic similarity S (C, C) of the
   classes (``cl.semantics.similarity_matrix``). The C(C − 1)/2 unordered class pairs (45 for
   Fashion-MNIST) are the unit of analysis for semantic questions.
+- ``pair_consistency`` with its controls ``shuffled_within_class_pairs`` and ``shuffled_globally``:
+  is a (query, negative) pair that is hard at one epoch hard at another, beyond what its classes
+  explain?
 
 The functions take tensors and know nothing of models or training.
 """
@@ -169,6 +172,52 @@ def ranked_class_pairs(pair_difficulty: torch.Tensor, class_similarity: torch.Te
     return table.sort_values(["similarity", "difficulty"], ascending=False, kind="stable", ignore_index=True)
 
 
+def pair_consistency(percentiles_a: torch.Tensor, percentiles_b: torch.Tensor) -> float:
+    """Spearman's ρ between two difficulty matrices of the same probe set (two epochs, say):
+
+        ρ = spearman( pct_a[i, j], pct_b[i, j] )   over the entries i ≠ j finite in both
+
+    1 when every (query, negative) pair keeps its rank; near 0 when the ranks are unrelated (for
+    a random permutation of the pairs, ρ has mean 0 and standard deviation 1/√(N − 1) over N
+    pairs). Compare it with ``shuffled_within_class_pairs``, not only ``shuffled_globally``.
+    """
+    if percentiles_a.shape != percentiles_b.shape:
+        raise ValueError(f"the matrices differ in shape: {tuple(percentiles_a.shape)} and "
+                         f"{tuple(percentiles_b.shape)}")
+    both = torch.isfinite(percentiles_a) & torch.isfinite(percentiles_b)
+    result = stats.spearmanr(percentiles_a[both].cpu().numpy(), percentiles_b[both].cpu().numpy())
+    return float(result.statistic)
+
+
+def shuffled_within_class_pairs(percentiles: torch.Tensor, labels: torch.Tensor,
+                                generator: torch.Generator | None = None) -> torch.Tensor:
+    """The control for ``pair_consistency``: pct with its finite entries permuted uniformly at
+    random among the entries of the same ordered class pair (labels[i], labels[j]), independently
+    per class pair; missing entries (the NaN diagonal) stay where they are.
+
+    It keeps what class membership explains and destroys the rest: over the draws, the expected
+    ``pair_consistency`` of a matrix with its shuffle is the share of the variance of its ranks
+    that lies between class pairs, Σ_g n_g (m_g − m)² / Σ (r − m)² over the ranks r, their mean m
+    and their mean m_g in class pair g of n_g entries (1 when class pairs determine difficulty,
+    about (G − 1)/(N − 1) for G class pairs and N entries when they explain nothing). Class
+    membership alone thus beats a global shuffle; a real consistency must beat this control.
+    ``generator`` (on percentiles' device), when given, draws the permutations.
+    """
+    _check_square(percentiles, labels)
+    labels = labels.long().to(percentiles.device)
+    n_classes = int(labels.max()) + 1
+    class_pair = labels[:, None] * n_classes + labels[None, :]  # (P, P): index of (labels[i], labels[j])
+    return _permute_within_groups(percentiles, class_pair, generator)
+
+
+def shuffled_globally(percentiles: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """pct with its finite entries permuted uniformly at random among all of them (the NaN diagonal
+    stays): the chance level of ``pair_consistency``, ρ ≈ 0, which class membership alone beats.
+    ``generator`` (on percentiles' device), when given, draws the permutation."""
+    _check_square(percentiles)
+    return _permute_within_groups(percentiles, torch.zeros_like(percentiles, dtype=torch.long), generator)
+
+
 def _unordered_pairs(pair_difficulty: torch.Tensor, class_similarity: torch.Tensor):
     """(a, b, (D[a, b] + D[b, a]) / 2, S[a, b]) over the unordered class pairs a < b, in row-major order."""
     if pair_difficulty.shape != class_similarity.shape or pair_difficulty.dim() != 2:
@@ -178,6 +227,22 @@ def _unordered_pairs(pair_difficulty: torch.Tensor, class_similarity: torch.Tens
     symmetric = (pair_difficulty.double() + pair_difficulty.double().T) / 2
     similarity = class_similarity.double().to(symmetric.device)
     return first, second, symmetric[first, second], similarity[first, second]
+
+
+def _permute_within_groups(values: torch.Tensor, group: torch.Tensor,
+                           generator: torch.Generator | None) -> torch.Tensor:
+    """``values`` with its finite entries permuted uniformly at random among the finite entries of
+    the same ``group`` (a long tensor of values' shape); the other entries stay."""
+    finite = torch.isfinite(values)
+    kept, kept_group = values[finite], group[finite]
+    order = torch.randperm(len(kept), generator=generator, device=values.device)
+    sources = order[kept_group[order].argsort(stable=True)]  # grouped, random order within each group
+    targets = kept_group.argsort(stable=True)  # grouped, original order within each group
+    permuted = torch.empty_like(kept)
+    permuted[targets] = kept[sources]
+    shuffled = values.clone()
+    shuffled[finite] = permuted
+    return shuffled
 
 
 def _check_square(percentiles: torch.Tensor, labels: torch.Tensor | None = None) -> None:

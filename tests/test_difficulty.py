@@ -14,8 +14,11 @@ from cl.difficulty import (
     class_pair_difficulty,
     difficulty_percentiles,
     difficulty_semantic_correlation,
+    pair_consistency,
     ranked_class_pairs,
     semantic_levels,
+    shuffled_globally,
+    shuffled_within_class_pairs,
 )
 
 NAN = math.nan
@@ -33,6 +36,18 @@ def at_angles(degrees):
 
 def random_percentiles(n_probe=40, dim=8, seed=0):
     return difficulty_percentiles(F.normalize(torch.randn(n_probe, dim, generator=generator(seed)), dim=1))
+
+
+def class_determined(labels, seed=0):
+    """pct[i, j] = v[labels[i], labels[j]] (distinct random values per ordered class pair), NaN diagonal."""
+    n_classes = int(labels.max()) + 1
+    values = torch.rand(n_classes, n_classes, generator=generator(seed), dtype=torch.float64)
+    return values[labels[:, None], labels[None, :]].fill_diagonal_(NAN)
+
+
+def chance_bound(n_pairs, n_sd=4):
+    """|ρ| bound for a random permutation of n_pairs entries: ρ has mean 0 and sd 1/√(n − 1)."""
+    return n_sd / math.sqrt(n_pairs - 1)
 
 
 # --- difficulty_percentiles -------------------------------------------------------------------------
@@ -171,3 +186,56 @@ def test_correlation_over_the_45_pairs_is_plus_or_minus_one_for_monotone_difficu
     falling = difficulty_semantic_correlation(-similarity, similarity)
     assert (rising.rho, rising.n_pairs) == (pytest.approx(1.0), 45)
     assert falling.rho == pytest.approx(-1.0)
+
+
+# --- pair_consistency and its controls -------------------------------------------------------------
+
+def test_a_fixed_ranking_is_fully_consistent():
+    percentiles = random_percentiles()
+    assert pair_consistency(percentiles, percentiles) == pytest.approx(1.0)
+    assert pair_consistency(percentiles, percentiles ** 3) == pytest.approx(1.0)  # ranks, not values
+    assert pair_consistency(percentiles, 1 - percentiles) == pytest.approx(-1.0)
+
+
+def test_a_global_shuffle_has_consistency_near_zero():
+    percentiles = random_percentiles(n_probe=40)
+    n_pairs = 40 * 39
+    for seed in range(3):
+        shuffled = shuffled_globally(percentiles, generator(seed))
+        assert abs(pair_consistency(percentiles, shuffled)) < chance_bound(n_pairs)
+    assert shuffled.diagonal().isnan().all()
+    off_diagonal = ~torch.eye(40, dtype=torch.bool)
+    torch.testing.assert_close(shuffled[off_diagonal].sort().values, percentiles[off_diagonal].sort().values)
+
+
+def test_within_class_pair_shuffle_keeps_each_class_pairs_values():
+    labels = torch.arange(12) % 3
+    percentiles = random_percentiles(n_probe=12)
+    shuffled = shuffled_within_class_pairs(percentiles, labels, generator(0))
+    assert shuffled.diagonal().isnan().all()
+    assert not torch.equal(shuffled.nan_to_num(), percentiles.nan_to_num())
+    for a in range(3):
+        for b in range(3):
+            block = (labels[:, None] == a) & (labels[None, :] == b) & ~torch.eye(12, dtype=torch.bool)
+            torch.testing.assert_close(shuffled[block].sort().values, percentiles[block].sort().values)
+
+
+def test_class_membership_explains_all_when_class_pairs_determine_difficulty():
+    labels = torch.arange(40) % 4
+    percentiles = class_determined(labels)
+    within = shuffled_within_class_pairs(percentiles, labels, generator(0))
+    assert pair_consistency(percentiles, within) == pytest.approx(1.0)  # nothing left to destroy
+    # the global shuffle destroys the class structure too: class membership alone beats it
+    globally = shuffled_globally(percentiles, generator(0))
+    assert abs(pair_consistency(percentiles, globally)) < chance_bound(40 * 39)
+
+
+def test_class_membership_explains_nothing_when_difficulty_is_random_within_class_pairs():
+    # Labels unrelated to z. The expected consistency of the control is the share of rank variance
+    # between the G = 16 class pairs, about (G − 1)/(N − 1) here, and its spread about 1/√(N − 1).
+    labels = torch.arange(40) % 4
+    percentiles = random_percentiles(n_probe=40, seed=1)
+    n_pairs = 40 * 39
+    for seed in range(3):
+        within = shuffled_within_class_pairs(percentiles, labels, generator(seed))
+        assert abs(pair_consistency(percentiles, within)) < 15 / (n_pairs - 1) + chance_bound(n_pairs)
