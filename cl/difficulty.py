@@ -16,6 +16,8 @@ z_i · z_j (higher = harder).
 - ``pair_consistency`` with its controls ``shuffled_within_class_pairs`` and ``shuffled_globally``:
   is a (query, negative) pair that is hard at one epoch hard at another, beyond what its classes
   explain?
+- ``negative_share`` and ``negative_vs_pair``: does difficulty belong to the negative (hard for
+  many queries) or to the pair?
 
 The functions take tensors and know nothing of models or training.
 """
@@ -216,6 +218,50 @@ def shuffled_globally(percentiles: torch.Tensor, generator: torch.Generator | No
     ``generator`` (on percentiles' device), when given, draws the permutation."""
     _check_square(percentiles)
     return _permute_within_groups(percentiles, torch.zeros_like(percentiles, dtype=torch.long), generator)
+
+
+def negative_share(percentiles: torch.Tensor) -> float:
+    """Share of the variance of the finite entries x_ij explained by the negative j (one-way ANOVA R²):
+
+        R² = Σ_j n_j (m_j − m)² / Σ_{i, j} (x_ij − m)²
+
+    m_j the mean of column j over its n_j finite entries, m the mean of all finite entries. 1 when
+    each negative is equally hard for every query (difficulty belongs to the negative); for i.i.d.
+    Gaussian entries R² ~ Beta((P − 1)/2, (N − P)/2) over N entries, mean (P − 1)/(N − 1) ≈ 1/P.
+    Rows of a percentile matrix all average 1/2, so the query explains none of the variance.
+    """
+    _check_square(percentiles)
+    finite = torch.isfinite(percentiles)
+    values = torch.where(finite, percentiles.double(), 0.0)
+    n_column = finite.sum(dim=0)
+    mean = values.sum() / finite.sum()
+    column_mean = values.sum(dim=0) / n_column.clamp(min=1)
+    between = (n_column * (column_mean - mean) ** 2).sum()
+    total = torch.where(finite, values - mean, 0.0).pow(2).sum()
+    return float(between / total)
+
+
+def negative_vs_pair(percentiles: torch.Tensor, generator: torch.Generator | None = None,
+                     n_shuffles: int = 10) -> dict[str, float]:
+    """Does difficulty belong to the negative (hard for many queries) or to the (query, negative) pair?
+
+        share           negative_share(pct): the variance explained by the negative; 1 − share
+                        belongs to the pair (and to noise)
+        shuffled_share  the mean of negative_share over ``n_shuffles`` copies of pct with each row's
+                        finite entries permuted at random among that row's finite positions
+
+    The within-row shuffle keeps every query's values (so its mean and spread) and breaks which
+    negative holds which value: its share is what a matrix with no negative effect reaches by
+    chance at this P (about 1/P). Difficulty belongs to the negative as far as share exceeds it.
+    ``generator`` (on percentiles' device), when given, draws the shuffles.
+    """
+    _check_square(percentiles)
+    if n_shuffles < 1:
+        raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
+    rows = torch.arange(percentiles.shape[0], device=percentiles.device)[:, None].expand(percentiles.shape)
+    shuffled = [negative_share(_permute_within_groups(percentiles, rows, generator))
+                for _ in range(n_shuffles)]
+    return {"share": negative_share(percentiles), "shuffled_share": sum(shuffled) / n_shuffles}
 
 
 def _unordered_pairs(pair_difficulty: torch.Tensor, class_similarity: torch.Tensor):

@@ -14,6 +14,8 @@ from cl.difficulty import (
     class_pair_difficulty,
     difficulty_percentiles,
     difficulty_semantic_correlation,
+    negative_share,
+    negative_vs_pair,
     pair_consistency,
     ranked_class_pairs,
     semantic_levels,
@@ -239,3 +241,41 @@ def test_class_membership_explains_nothing_when_difficulty_is_random_within_clas
     for seed in range(3):
         within = shuffled_within_class_pairs(percentiles, labels, generator(seed))
         assert abs(pair_consistency(percentiles, within)) < 15 / (n_pairs - 1) + chance_bound(n_pairs)
+
+
+# --- negative_vs_pair ------------------------------------------------------------------------------
+
+def test_difficulty_that_belongs_to_the_negative_has_share_one():
+    n_probe = 40
+    column = torch.randn(n_probe, generator=generator(0), dtype=torch.float64)
+    percentiles = column.expand(n_probe, n_probe).clone().fill_diagonal_(NAN)  # pct[i, j] = c_j
+    result = negative_vs_pair(percentiles, generator(1))
+    assert result["share"] == pytest.approx(1.0)
+    # the within-row shuffle leaves no negative effect: its share is at chance, about 1/P
+    assert result["shuffled_share"] < 4 / n_probe
+
+
+def test_iid_noise_sits_at_chance_like_its_within_row_shuffle():
+    # For i.i.d. Gaussian entries R² ~ Beta((P − 1)/2, (N − P)/2): mean (P − 1)/(N − 1), sd ≈ √(2·mean/N).
+    n_probe = 40
+    n_entries = n_probe * (n_probe - 1)
+    chance = (n_probe - 1) / (n_entries - 1)
+    sd = math.sqrt(2 * chance / n_entries)
+    noise = torch.randn(n_probe, n_probe, generator=generator(0), dtype=torch.float64).fill_diagonal_(NAN)
+    result = negative_vs_pair(noise, generator(1))
+    assert result["share"] == pytest.approx(chance, abs=4 * sd)
+    assert result["shuffled_share"] == pytest.approx(chance, abs=4 * sd)
+
+
+def test_negative_share_of_an_exact_half_and_half_matrix():
+    # x_ij = c_j + e_ij with every column of e summing to 0 over i ≠ j and Σ e² = Σ_j n_j (c_j − c̄)²:
+    # between-negative and within-negative sums of squares are equal, so R² = 1/2 exactly.
+    n_probe = 9
+    off_diagonal = ~torch.eye(n_probe, dtype=torch.bool)
+    column = torch.randn(n_probe, generator=generator(0), dtype=torch.float64)
+    noise = torch.randn(n_probe, n_probe, generator=generator(1), dtype=torch.float64) * off_diagonal
+    noise = (noise - noise.sum(dim=0) / (n_probe - 1)) * off_diagonal  # column sums 0 over i ≠ j
+    between = ((n_probe - 1) * (column - column.mean()) ** 2).sum()
+    noise = noise * (between / noise.pow(2).sum()).sqrt()
+    percentiles = (column + noise).masked_fill(~off_diagonal, NAN)
+    assert negative_share(percentiles) == pytest.approx(0.5)
