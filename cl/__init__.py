@@ -2,4 +2,5 @@
 
 One module per concern (see DESIGN.md): ``data``, ``augment``, ``models``, ``moco``,
 ``losses``, ``negatives``, ``metrics``, ``semantics``, ``train``.
+``difficulty``: which negatives a trained encoder finds hard, over a fixed probe set (notebook 07).
 """
