@@ -32,7 +32,7 @@ def test_a_bad_parameter_is_named_with_its_fix(parameters, message):
 
 
 def test_good_parameters_pass_and_overrides_extend_base():
-    study.check_parameters(**SMOKE, seeds=[0, 1, 2], conditions={"moco": {}, "hard": {"loss": "hard"}},
+    study.check_parameters(**{**SMOKE, "seeds": [0, 1, 2]}, conditions={"moco": {}, "hard": {"loss": "hard"}},
                            variant={"t": 0.2})
     for scale in study.SCALES:  # every parameter file of the project
         study.check_notebook_parameters(scale)
@@ -44,7 +44,7 @@ def test_a_parameter_file_is_checked_against_the_notebook(tmp_path, monkeypatch)
     path = tmp_path / "smoke" / "01_moco_v2.yaml"
     path.write_text("scale: smoke\nepochs: 3\n")
     unknown = (r"01_moco_v2.yaml: epochs is not a parameter of the notebook \(its parameters: scale, base, "
-               r"check_claims, knn_target\); cl.train.Config keys go in base")
+               r"check_claims, knn_target, comparison, seeds\); cl.train.Config keys go in base")
     with pytest.raises(ParameterError, match=unknown):
         study.check_notebook_parameters("smoke", ["01_moco_v2"])
     path.write_text("scale: smoke\nbase: {weight_decay: 5e-4, lr: -0.1}\n")
