@@ -1,7 +1,7 @@
 """The study's HTML: every executed notebook's page and one report, with equations typeset offline.
 
 Equations are typeset by MathJax 2.7, which the pinned package ``jupyter-server-mathjax`` ships.
-It is copied once into ``runs/mathjax/`` (about 7 MB: what its HTML-CSS output needs, without
+It is copied once into ``runs/mathjax/`` (6.3 MB: what its HTML-CSS output needs, without
 the SVG fonts, which no shipped output uses, or the translations of the MathJax menu) and loaded
 by a relative URL, so ``runs/`` opened from disk without internet shows typeset equations. A
 newer package version is copied again.
