@@ -6,7 +6,8 @@ parameters injected (what ``make test`` hands to nbval)
 
 Where things go: ``runs/<scale>/<run name>/`` for a training run (config.yaml,
 checkpoint.pt, metrics.json), ``runs/<scale>/notebooks/`` for executed notebooks and
-their HTML, ``runs/summary.csv`` (cpu) or ``runs/<scale>/summary.csv`` (other scales).
+their HTML, ``runs/summary.csv`` (cpu) or ``runs/<scale>/summary.csv`` (other scales), and
+``report.html`` beside it (see ``cl.report``).
 ``NEGATIVES_RUNS`` moves ``runs/`` elsewhere.
 
 Every notebook calls :func:`check_parameters` in the cell after its parameters cell, and
@@ -321,14 +322,15 @@ def prepare(scale: str) -> list[Path]:
 
 
 def execute(scale: str, only: list[str] | None = None) -> None:
-    """Execute the notebooks in order with papermill, export each to HTML, write the summary.
+    """Execute the notebooks in order with papermill, export each to HTML, write the summary and report.
 
     Every parameter file is checked first. While a notebook runs, its runs write their steps
     to a progress file, from which a live bar is drawn here (a terminal only); the notebook
     itself records one line per epoch.
     """
-    import nbconvert
     import papermill
+
+    from cl import report
     unknown = sorted(set(only or []) - {py.stem for py in notebooks()})
     if unknown:
         raise ParameterError(f"no notebook {', '.join(unknown)}: use names of "
@@ -355,13 +357,13 @@ def execute(scale: str, only: list[str] | None = None) -> None:
             print(f"   FAILED: {error.ename}: {error.evalue}", flush=True)
         except KeyboardInterrupt as error:  # a second Ctrl-C
             raise Interrupted(_interrupted(py.stem, scale, progress.read_state(tracked))) from error
-        html, _ = nbconvert.HTMLExporter().from_filename(str(dst))
-        dst.with_suffix(".html").write_text(html)
+        report.export_html(dst, dst.with_suffix(".html"))
         seconds = time.perf_counter() - start
         record_minutes(scale, py.stem, seconds / 60)
         print(f"   {seconds:.0f} s: {_shown(dst)}", flush=True)
     path = write_summary(scale)
     print(f"summary: {_shown(path)}")
+    print(f"report: {_shown(report.write_report(scale))}")
     if failed:
         raise UserError(f"notebooks that failed (see their executed copies in {_shown(out_dir)}): "
                         f"{', '.join(failed)}")
@@ -508,13 +510,14 @@ def write_summary(scale: str) -> Path:
 
 
 def main(argv=None) -> int:
-    """``python -m cl.study run | prepare | summary``; an expected failure is one line, exit status 1."""
+    """``python -m cl.study run | prepare | summary | table | report``; an expected failure is one line,
+    exit status 1."""
     return cli.run_main(_main, argv)
 
 
 def _main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "prepare", "summary", "table"],
+    parser.add_argument("action", choices=["run", "prepare", "summary", "table", "report"],
                         help="table: print the results as Markdown (--readme: write them into README.md)")
     parser.add_argument("--readme", action="store_true", help="with table: fill README.md's results block")
     parser.add_argument("--scale", default="cpu", choices=SCALES)
@@ -530,6 +533,9 @@ def _main(argv) -> int:
         if args.readme:
             write_readme_results(args.scale)
         print(results_table(args.scale))
+    elif args.action == "report":
+        from cl import report
+        print(_shown(report.write_report(args.scale)))
     else:
         print(write_summary(args.scale))
     return 0

@@ -1,0 +1,195 @@
+"""The study's HTML: every executed notebook's page and one report, with equations typeset offline.
+
+Equations are typeset by MathJax 2.7, which the pinned package ``jupyter-server-mathjax`` ships.
+It is copied once into ``runs/mathjax/`` (6.3 MB: what its HTML-CSS output needs, without
+the SVG fonts, which no shipped output uses, or the translations of the MathJax menu) and loaded
+by a relative URL, so ``runs/`` opened from disk without internet shows typeset equations. A
+newer package version is copied again.
+
+``runs/report.html`` (cpu; ``runs/<scale>/report.html`` for the other scales, beside
+``summary.csv``) is one page: every notebook of the study with a link to its executed HTML and
+its minutes (or "not executed yet"), the results table of ``cl.study.results_table`` and the
+key plots, embedded so that the page stands alone. A notebook's key plots are the figures of its
+cells tagged ``report``; a notebook without such a cell gives its last figure.
+"""
+from __future__ import annotations
+
+import html
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from cl import study
+from cl.cli import UserError
+
+MATHJAX_PACKAGE = "jupyter_server_mathjax"
+# left out of the copy: translations of the menu (English is built in) and the SVG output's
+# fonts (the package has no SVG output to use them)
+MATHJAX_LEFT_OUT = ("localization", "jax/output/SVG")
+OFFLINE_CONFIG = "config/local/offline.js"
+# the package's combined configuration, nbconvert's Safe mode, then ours (OFFLINE_SCRIPT)
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/offline"
+WEB_FONT = "STIX-Web"  # the only web font the package ships (MathJax's default, TeX, is not there)
+OFFLINE_SCRIPT = f"""MathJax.Hub.Config({{
+  "HTML-CSS": {{webFont: "{WEB_FONT}", availableFonts: [], preferredFont: null, imageFont: null}},
+  tex2jax: {{inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], processEscapes: true}},
+  MathMenu: {{showRenderer: false, showLocale: false}}
+}});
+MathJax.Ajax.loadComplete("[MathJax]/{OFFLINE_CONFIG}");
+"""
+REPORT_TAG = "report"
+STYLE = """body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+img { max-width: 100%; display: block; margin: 0.5em 0; }
+.missing { color: #888; } .failed { color: #b00; }"""
+
+
+def mathjax_dir() -> Path:
+    """Where the offline MathJax lives: ``runs/mathjax/``, shared by every scale."""
+    return study.RUNS / "mathjax"
+
+
+def install_mathjax() -> Path:
+    """Copy MathJax from the pinned package into ``runs/mathjax/`` unless this version is there; its
+    MathJax.js. The configuration for offline use (OFFLINE_SCRIPT) is written beside it."""
+    target = mathjax_dir()
+    stamp = target / "copied-from.txt"
+    wanted = f"{MATHJAX_PACKAGE} {importlib.metadata.version(MATHJAX_PACKAGE)}\n"
+    if not stamp.exists() or stamp.read_text() != wanted:
+        shutil.rmtree(target, ignore_errors=True)
+        source = _mathjax_source()
+        shutil.copytree(source, target, ignore=_left_out(source))
+        stamp.write_text(wanted)  # last: an interrupted copy is copied again
+    config = target / OFFLINE_CONFIG
+    if not config.exists() or config.read_text() != OFFLINE_SCRIPT:
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(OFFLINE_SCRIPT)
+    return target / "MathJax.js"
+
+
+def _mathjax_source() -> Path:
+    """The MathJax files of the installed package (found without importing it: it imports a server)."""
+    spec = importlib.util.find_spec(MATHJAX_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{MATHJAX_PACKAGE} is not installed, so equations cannot be typeset offline: "
+                        f"run `make setup` (it installs requirements.txt)")
+    return Path(spec.submodule_search_locations[0]) / "static"
+
+
+def _left_out(source: Path):
+    """shutil.copytree's ``ignore``: the folders of MATHJAX_LEFT_OUT."""
+    left_out = {source / part for part in MATHJAX_LEFT_OUT}
+    return lambda folder, names: [name for name in names if Path(folder) / name in left_out]
+
+
+def mathjax_url(page: Path) -> str:
+    """The URL of the offline MathJax, with its configuration, relative to the HTML file ``page``."""
+    script = os.path.relpath(install_mathjax(), page.parent)
+    return f"{quote(Path(script).as_posix())}?config={MATHJAX_CONFIG}"
+
+
+def export_html(ipynb: Path, page: Path) -> Path:
+    """Export an executed notebook to the HTML file ``page``, its equations typeset by the offline MathJax."""
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(mathjax_url=mathjax_url(page)).from_filename(str(ipynb))
+    page.write_text(body)
+    return page
+
+
+def report_path(scale: str) -> Path:
+    """``runs/report.html`` for the cpu scale, ``runs/<scale>/report.html`` for the others, as summary.csv."""
+    return study.RUNS / "report.html" if scale == "cpu" else study.RUNS / scale / "report.html"
+
+
+def key_figures(ipynb: Path) -> list[str]:
+    """The base64 PNG figures of a notebook's cells tagged REPORT_TAG; with none tagged, its last figure."""
+    import nbformat
+    cells = nbformat.read(ipynb, as_version=4).cells
+    tagged = [cell for cell in cells if REPORT_TAG in cell.metadata.get("tags", [])]
+    figures = ["".join(output["data"]["image/png"].split()) for cell in (tagged or cells)
+               for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
+    return figures if tagged else figures[-1:]
+
+
+def failed(ipynb: Path) -> bool:
+    """Whether a cell of the executed notebook raised an error."""
+    import nbformat
+    cells = nbformat.read(ipynb, as_version=4).cells
+    return any(output.get("output_type") == "error" for cell in cells for output in cell.get("outputs", []))
+
+
+def title(py: Path) -> str:
+    """A notebook's title: the first heading of its first Markdown cell."""
+    import jupytext
+    markdown = next((cell.source for cell in jupytext.read(py).cells if cell.cell_type == "markdown"), "")
+    return next((line.lstrip("#").strip() for line in markdown.splitlines() if line.startswith("#")), py.stem)
+
+
+def write_report(scale: str) -> Path:
+    """Write the scale's report (see the module's docstring); the path written."""
+    path = report_path(scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pages = {py.stem: study.RUNS / scale / "notebooks" / f"{py.stem}.html" for py in study.notebooks()}
+    executed = {name: page for name, page in pages.items() if page.exists()}
+    summary = path.parent / "summary.csv"
+    rows = f" One row per training run: {_link(path, summary, summary.name)}." if summary.exists() else ""
+    body = [f"<h1>The negatives study at the {scale} scale</h1>",
+            f"<p>Written {time.strftime('%Y-%m-%d %H:%M')}.{rows}</p>",
+            "<h2>Notebooks</h2>", _notebooks_table(scale, path, executed),
+            "<h2>Results</h2>", _results(scale),
+            "<h2>Key plots</h2>", *[_figures(path, page) for page in executed.values()]]
+    path.write_text(_page(f"negatives: {scale} report", mathjax_url(path), body))
+    return path
+
+
+def _notebooks_table(scale: str, report: Path, executed: dict[str, Path]) -> str:
+    """A row per notebook of the study: its executed HTML (or why there is none), title and minutes."""
+    minutes_file = study.RUNS / scale / "notebooks" / "minutes.json"
+    minutes = json.loads(minutes_file.read_text()) if minutes_file.exists() else {}
+    rows = []
+    for py in study.notebooks():
+        page = executed.get(py.stem)
+        if page is None:
+            state = '<span class="missing">not executed yet</span>'
+        elif failed(page.with_suffix(".ipynb")):
+            state = '<span class="failed">failed: a cell raised an error</span>'
+        else:
+            state = "executed"
+        name = _link(report, page, py.stem) if page else html.escape(py.stem)
+        shown = f"{minutes[py.stem]:.1f}" if py.stem in minutes else ""
+        cells = [name, html.escape(title(py)), state, shown]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    return ("<table><thead><tr><th>notebook</th><th>title</th><th>state</th><th>minutes (last execution)</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _results(scale: str) -> str:
+    """``cl.study.results_table`` (the README's tables) as HTML."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+    return markdown2html_mistune(study.results_table(scale))
+
+
+def _figures(report: Path, page: Path) -> str:
+    """A notebook's key plots, embedded, under a heading that links to the notebook."""
+    figures = key_figures(page.with_suffix(".ipynb"))
+    images = [f'<img alt="a figure of {html.escape(page.stem)}" src="data:image/png;base64,{png}">'
+              for png in figures] or ['<p class="missing">no figure</p>']
+    return f"<h3>{_link(report, page, page.stem)}</h3>" + "".join(images)
+
+
+def _link(report: Path, target: Path, text: str) -> str:
+    """An anchor to ``target``, relative to the report's folder."""
+    href = quote(Path(os.path.relpath(target, report.parent)).as_posix())
+    return f'<a href="{href}">{html.escape(text)}</a>'
+
+
+def _page(name: str, mathjax: str, body: list[str]) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)}</title>'
+            f"<style>{STYLE}</style>\n<script src=\"{html.escape(mathjax)}\"></script></head>\n"
+            "<body>\n" + "\n".join(body) + "\n</body></html>\n")
