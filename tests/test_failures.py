@@ -284,31 +284,34 @@ def small_disk(tmp_path):
 def fill(disk: Path) -> Path:
     """Fill the file system of ``disk`` to the last byte."""
     filler = disk / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left to fail when it closes
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler
 
 
-def test_a_full_disk_says_so_and_leaves_no_temporary_file(finished, small_disk, monkeypatch):
+@pytest.mark.parametrize("full_at", [1, 2])
+def test_a_full_disk_says_so_and_leaves_no_temporary_file(full_at, finished, small_disk, monkeypatch):
     run_dir = small_disk / "run"
     original, filled = train.Study.save, []
 
-    def disk_fills_before_epoch_2_is_saved(self, path, epoch):
-        if epoch == 2:
+    def disk_fills_before_a_checkpoint(self, path, epoch):
+        if epoch == full_at:
             filled.append(fill(small_disk))
         return original(self, path, epoch)
 
-    monkeypatch.setattr(train.Study, "save", disk_fills_before_epoch_2_is_saved)
+    monkeypatch.setattr(train.Study, "save", disk_fills_before_a_checkpoint)
     with pytest.raises(DiskFull, match=rf"no space left on the device of {run_dir} for checkpoint.pt "
                                        r"\(\d+\.\d MB\): free some space, then run again"):
         train.run(TINY, run_dir, progress=False)
-    assert not list(run_dir.glob("*.tmp")) and epoch_of(run_dir / "checkpoint.pt") == 1
-    assert not json.loads((run_dir / "metrics.json").read_text())["finished"]
+    if full_at == 1:
+        assert not run_dir.exists()  # no epoch was kept: nothing to block the folder
+    else:
+        assert not list(run_dir.glob("*.tmp")) and epoch_of(run_dir / "checkpoint.pt") == 1
+        assert not json.loads((run_dir / "metrics.json").read_text())["finished"]
     filled[0].unlink()
     monkeypatch.setattr(train.Study, "save", original)
     assert train.run(TINY, run_dir, progress=False)["final"]["knn_top1"] == finished[1]["final"]["knn_top1"]
