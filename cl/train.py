@@ -295,7 +295,7 @@ def _device_problem(name: str) -> str | None:
 
 def check_data(cfg: Config, train_set: data.Dataset) -> None:
     """The checks that need the loaded data (an image folder's size): run before anything is written."""
-    problem = _batch_problem(cfg.batch_size, len(train_set), f"of {cfg.dataset}")
+    problem = _batch_problem(cfg.batch_size, len(train_set), f"of {train_set.name}")
     if problem:
         raise ConfigError(problem)
 

@@ -83,6 +83,15 @@ def test_a_config_that_cannot_run_fails_before_anything_is_loaded_or_written(ove
     assert not (tmp_path / "run").exists()
 
 
+def test_a_batch_larger_than_the_loaded_data_is_refused_before_anything_is_written():
+    """An image folder's size is known only once it is loaded: Study checks it then."""
+    images = data.Dataset(torch.zeros(40, 3, 8, 8, dtype=torch.uint8), torch.zeros(40, dtype=torch.long),
+                          ["a"], None, "imagefolder:tiny")
+    with pytest.raises(ConfigError, match=r"batch_size must be in \[2, 40\] \(the 40 training images of "
+                                          r"imagefolder:tiny\), got 64"):
+        train.check_data(Config.from_dict(TINY), images)
+
+
 def test_every_number_has_a_range_and_every_string_its_choices():
     fields = {f.name: f.type for f in dataclasses.fields(Config)}
     numbers = {name for name, kind in fields.items() if kind in ("int", "float")}
