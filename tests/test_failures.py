@@ -237,6 +237,21 @@ def test_a_killed_run_releases_its_folder_and_resumes(tmp_path):
     assert result["finished"] and len(result["epochs"]) == 3
 
 
+def test_under_torchrun_every_rank_is_told_who_holds_the_folder(tmp_path):
+    cfg, run_dir = tmp_path / "c.yaml", tmp_path / "run"
+    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
+    lock = train.RunLock(run_dir)
+    try:
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29521"]
+        done = subprocess.run([*torchrun, "-m", "cl.train", str(cfg), "--run-dir", str(run_dir)],
+                              env=quiet_env(), capture_output=True, text=True, timeout=300)
+    finally:
+        lock.release()
+    refused = f"error: {run_dir} is in use by process {os.getpid()} on "
+    assert done.returncode != 0 and sum(line.startswith(refused) for line in done.stderr.splitlines()) == 2
+    assert not run_dir.exists()
+
+
 def test_the_lock_names_its_holder_and_goes_with_its_release(tmp_path):
     run_dir = tmp_path / "run"
     lock = train.RunLock(run_dir)
