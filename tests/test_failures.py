@@ -242,7 +242,8 @@ def test_under_torchrun_every_rank_is_told_who_holds_the_folder(tmp_path):
     cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
     lock = train.RunLock(run_dir)
     try:
-        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29521"]
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    "--master_port", "29521"]
         done = subprocess.run([*torchrun, "-m", "cl.train", str(cfg), "--run-dir", str(run_dir)],
                               env=quiet_env(), capture_output=True, text=True, timeout=300)
     finally:
