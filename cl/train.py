@@ -310,7 +310,7 @@ def _device_problem(name: str) -> str | None:
 
 def check_data(cfg: Config, train_set: data.Dataset) -> None:
     """The checks that need the loaded data (an image folder's size): run before anything is written."""
-    problem = _batch_problem(cfg.batch_size, len(train_set), f"of {cfg.dataset}")
+    problem = _batch_problem(cfg.batch_size, len(train_set), f"of {train_set.name}")
     if problem:
         raise ConfigError(problem)
 
@@ -871,11 +871,11 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
             _check_finite(study, row, f"after epoch {epoch + 1}")
             study.history.append(row)
             if _is_main():
-                if not cfg_path.exists():
-                    _atomic_write(cfg_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
                 study.save(run_dir / CHECKPOINT, epoch + 1)
             saved = epoch + 1
-            if _is_main():
+            if _is_main():  # config.yaml after the checkpoint: a folder never holds a config and no epoch
+                if not cfg_path.exists():
+                    _atomic_write(cfg_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
                 _write_json(metrics_path, record)
             bar.epoch(row)
         final = study.evaluate(final=True)

@@ -83,6 +83,15 @@ def test_a_config_that_cannot_run_fails_before_anything_is_loaded_or_written(ove
     assert not (tmp_path / "run").exists()
 
 
+def test_a_batch_larger_than_the_loaded_data_is_refused_before_anything_is_written():
+    """An image folder's size is known only once it is loaded: Study checks it then."""
+    images = data.Dataset(torch.zeros(40, 3, 8, 8, dtype=torch.uint8), torch.zeros(40, dtype=torch.long),
+                          ["a"], None, "imagefolder:tiny")
+    with pytest.raises(ConfigError, match=r"batch_size must be in \[2, 40\] \(the 40 training images of "
+                                          r"imagefolder:tiny\), got 64"):
+        train.check_data(Config.from_dict(TINY), images)
+
+
 def test_every_number_has_a_range_and_every_string_its_choices():
     fields = {f.name: f.type for f in dataclasses.fields(Config)}
     numbers = {name for name, kind in fields.items() if kind in ("int", "float")}
@@ -228,6 +237,22 @@ def test_a_killed_run_releases_its_folder_and_resumes(tmp_path):
     assert result["finished"] and len(result["epochs"]) == 3
 
 
+def test_under_torchrun_every_rank_is_told_who_holds_the_folder(tmp_path):
+    cfg, run_dir = tmp_path / "c.yaml", tmp_path / "run"
+    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
+    lock = train.RunLock(run_dir)
+    try:
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    "--master_port", "29521"]
+        done = subprocess.run([*torchrun, "-m", "cl.train", str(cfg), "--run-dir", str(run_dir)],
+                              env=quiet_env(), capture_output=True, text=True, timeout=300)
+    finally:
+        lock.release()
+    refused = f"error: {run_dir} is in use by process {os.getpid()} on "
+    assert done.returncode != 0 and sum(line.startswith(refused) for line in done.stderr.splitlines()) == 2
+    assert not run_dir.exists()
+
+
 def test_the_lock_names_its_holder_and_goes_with_its_release(tmp_path):
     run_dir = tmp_path / "run"
     lock = train.RunLock(run_dir)
@@ -284,31 +309,34 @@ def small_disk(tmp_path):
 def fill(disk: Path) -> Path:
     """Fill the file system of ``disk`` to the last byte."""
     filler = disk / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left to fail when it closes
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler
 
 
-def test_a_full_disk_says_so_and_leaves_no_temporary_file(finished, small_disk, monkeypatch):
+@pytest.mark.parametrize("full_at", [1, 2])
+def test_a_full_disk_says_so_and_leaves_no_temporary_file(full_at, finished, small_disk, monkeypatch):
     run_dir = small_disk / "run"
     original, filled = train.Study.save, []
 
-    def disk_fills_before_epoch_2_is_saved(self, path, epoch):
-        if epoch == 2:
+    def disk_fills_before_a_checkpoint(self, path, epoch):
+        if epoch == full_at:
             filled.append(fill(small_disk))
         return original(self, path, epoch)
 
-    monkeypatch.setattr(train.Study, "save", disk_fills_before_epoch_2_is_saved)
+    monkeypatch.setattr(train.Study, "save", disk_fills_before_a_checkpoint)
     with pytest.raises(DiskFull, match=rf"no space left on the device of {run_dir} for checkpoint.pt "
                                        r"\(\d+\.\d MB\): free some space, then run again"):
         train.run(TINY, run_dir, progress=False)
-    assert not list(run_dir.glob("*.tmp")) and epoch_of(run_dir / "checkpoint.pt") == 1
-    assert not json.loads((run_dir / "metrics.json").read_text())["finished"]
+    if full_at == 1:
+        assert not run_dir.exists()  # no epoch was kept: nothing to block the folder
+    else:
+        assert not list(run_dir.glob("*.tmp")) and epoch_of(run_dir / "checkpoint.pt") == 1
+        assert not json.loads((run_dir / "metrics.json").read_text())["finished"]
     filled[0].unlink()
     monkeypatch.setattr(train.Study, "save", original)
     assert train.run(TINY, run_dir, progress=False)["final"]["knn_top1"] == finished[1]["final"]["knn_top1"]
