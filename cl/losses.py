@@ -1,6 +1,6 @@
 """Every objective of the study as a pure function of similarities.
 
-The contract (DESIGN.md) that makes the methods comparable and testable::
+The contract (docs/design.md) that makes the methods comparable and testable::
 
     pos: (B,)   cosine similarity of each query with its positive key
     neg: (B, K) cosine similarity of each query with each negative; -inf = removed

@@ -1,8 +1,8 @@
 """Evaluation of a representation: kNN monitor, linear probe, alignment and uniformity.
 
-Protocols as peers use them (PAPERS.md §8): the kNN monitor of InstDisc (cosine
+Protocols as peers use them: the kNN monitor of InstDisc (Wu et al. 2018) (cosine
 similarity, k=200 neighbours, votes weighted by e^{s/0.1}) and a linear classifier trained
-on frozen features. Alignment and uniformity are Wang & Isola's (PAPERS.md §7).
+on frozen features. Alignment and uniformity are Wang & Isola's (2020, §4).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ average (θk ← m·θk + (1−m)·θq, updated before the key forward, no gradi
 queue of K past keys that serve as negatives. The queue also remembers each key's label
 and data-set index, which the same-class oracle (Cai et al.) and the WordNet analysis use.
 
-``MoCo.forward`` returns the similarities of the loss contract (DESIGN.md): ``pos`` (B,)
+``MoCo.forward`` returns the similarities of the loss contract (docs/design.md): ``pos`` (B,)
 and ``neg`` (B, K); the loss is computed outside, then ``enqueue`` is called, so any
 objective of ``cl.losses`` and any selection of ``cl.negatives`` plugs in between.
 
