@@ -2,7 +2,7 @@
 
 Protocols as peers use them: the kNN monitor of InstDisc (Wu et al. 2018) (cosine
 similarity, k=200 neighbours, votes weighted by e^{s/0.1}) and a linear classifier trained
-on frozen features. Alignment and uniformity are Wang & Isola's (2020, §4).
+on frozen features. Alignment and uniformity are Wang & Isola's (2020).
 """
 from __future__ import annotations
 
