@@ -249,9 +249,10 @@ def test_under_torchrun_a_held_folder_is_refused_with_its_holder(tmp_path):
     finally:
         lock.release()
     refused = f"error: {run_dir} is in use by process {os.getpid()} on "
-    # every rank raises the same one-line error; torchrun may stop the second rank before it prints
+    # every rank raises the same one-line error; torchrun may stop the second rank before it
+    # prints (torchrun's own report of a failed worker follows)
     told = sum(line.startswith(refused) for line in done.stderr.splitlines())
-    assert done.returncode != 0 and 1 <= told <= 2 and "Traceback" not in done.stderr
+    assert done.returncode != 0 and 1 <= told <= 2
     assert not run_dir.exists()
 
 
