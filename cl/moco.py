@@ -97,8 +97,7 @@ class MoCo(nn.Module):
         keys' rows (n·K·d per step). Built on first use (K²·d), not saved, rebuilt after loading.
         """
         if self._rows is None or self._rows.device != self.queue.device:
-            with torch.autocast(self.queue.device.type, enabled=False):
-                self._rows = self.queue @ self.queue.T
+            self._rows = self.queue @ self.queue.T  # float32: only the encoder runs under autocast
         age = lambda index: (self.queue_ptr - 1 - index) % self.K  # 0 = the newest key
         i_is_later = age(i) <= age(j)
         return self._rows[torch.where(i_is_later, i, j), torch.where(i_is_later, j, i)]

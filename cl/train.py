@@ -642,7 +642,8 @@ class Study:
             seen += cfg.batch_size
             if cfg.loss in ("debiased", "hard"):
                 beta = cfg.beta if cfg.loss == "hard" else None
-                clamped += losses.clamp_binds(last.pos, last.neg, cfg.t, cfg.tau_plus, beta).float().mean().item()
+                # summed on the device, read once per epoch: no extra synchronisation per step
+                clamped += losses.clamp_binds(last.pos, last.neg, cfg.t, cfg.tau_plus, beta).float().mean()
             if step == steps - 1:
                 stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t, same_class=last.same_class())
             bar.step(epoch, loss)
@@ -650,7 +651,7 @@ class Study:
         row = {"epoch": epoch + 1, "loss": total / steps, "lr": self.optimizer.param_groups[0]["lr"],
                "train_seconds": seconds, "images_per_second": seen / seconds, "negatives": stats}
         if cfg.loss in ("debiased", "hard"):
-            row["clamp_rate"] = clamped / steps  # share of rows whose Ng sat at its floor, over the epoch
+            row["clamp_rate"] = float(clamped) / steps  # share of rows whose Ng sat at its floor, over the epoch
         return row
 
     def train_step(self, idx: torch.Tensor, progress: float):

@@ -199,12 +199,18 @@ def test_a_failed_start_leaves_the_folder_to_the_corrected_config(tmp_path, monk
     assert train.run({**TINY, "epochs": 1}, run_dir, progress=False)["finished"]
 
 
-def test_a_run_folder_is_locked_while_one_process_trains_in_it(tmp_path):
-    """Two processes on one folder: the second is told who holds it; the first finishes undisturbed."""
+def start_training(tmp_path, stdout=subprocess.PIPE):
+    """``python -m cl.train`` on a 3-epoch TINY config in tmp_path/run, as a background process."""
     cfg, run_dir = tmp_path / "c.yaml", tmp_path / "run"
     cfg.write_text(yaml.safe_dump({**TINY, "epochs": 3}))
-    first = subprocess.Popen([sys.executable, "-m", "cl.train", str(cfg), "--run-dir", str(run_dir)],
-                             env=quiet_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "cl.train", str(cfg), "--run-dir", str(run_dir)],
+                               env=quiet_env(), stdout=stdout, stderr=subprocess.PIPE, text=True)
+    return process, run_dir
+
+
+def test_a_run_folder_is_locked_while_one_process_trains_in_it(tmp_path):
+    """Two processes on one folder: the second is told who holds it; the first finishes undisturbed."""
+    first, run_dir = start_training(tmp_path)
     try:
         started = first.stderr.readline()
         assert started.startswith("run: new run: info_nce on fashion_mnist (512 training images), 3 epochs")
@@ -223,10 +229,7 @@ def test_a_run_folder_is_locked_while_one_process_trains_in_it(tmp_path):
 
 
 def test_a_killed_run_releases_its_folder_and_resumes(tmp_path):
-    cfg, run_dir = tmp_path / "c.yaml", tmp_path / "run"
-    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 3}))
-    first = subprocess.Popen([sys.executable, "-m", "cl.train", str(cfg), "--run-dir", str(run_dir)],
-                             env=quiet_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first, run_dir = start_training(tmp_path, stdout=subprocess.DEVNULL)
     try:
         first.stderr.readline()  # "run: new run: ..."
         assert first.stderr.readline().startswith("run epoch 1/3: loss ")

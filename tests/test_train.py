@@ -210,3 +210,11 @@ def test_mochi_warmup_in_fractional_epochs_counts_steps(monkeypatch):
     assert train.negatives_for(cfg, pair, moco, labels, 0.49, None).shape == (2, 16)  # warm-up: no synthesis
     with pytest.raises(Drawn):
         train.negatives_for(cfg, pair, moco, labels, 0.5, None)  # half an epoch in: synthesis starts
+
+
+def test_dcl_runs_record_the_share_of_clamped_rows_per_epoch(tmp_path):
+    debiased = train.run({**TINY, "epochs": 1, "loss": "debiased"}, tmp_path / "dcl", progress=False)
+    rate = debiased["epochs"][0]["clamp_rate"]
+    assert isinstance(rate, float) and 0 <= rate <= 1
+    plain = train.run({**TINY, "epochs": 1}, tmp_path / "nce", progress=False)
+    assert "clamp_rate" not in plain["epochs"][0]  # InfoNCE has no clamp
