@@ -98,6 +98,22 @@ class RunProgress:
             tmp.unlink(missing_ok=True)
 
 
+def slot_path(path: Path, slot: int) -> Path:
+    """The progress file of the ``slot``-th of several runs training at once (cl.pool): ``path`` itself
+    for the first, a sibling ``<stem>.<slot><suffix>`` for the others."""
+    return path if slot == 0 else path.with_name(f"{path.stem}.{slot}{path.suffix}")
+
+
+def _slot_paths(path: Path) -> list[Path]:
+    """``path`` and the progress files of its other slots."""
+    return [path, *sorted(path.parent.glob(f"{path.stem}.[0-9]*{path.suffix}"))]
+
+
+def read_states(path: Path) -> list[dict]:
+    """The last state of every run that wrote to ``path`` or to one of its slots' files."""
+    return [state for state in map(read_state, _slot_paths(path)) if state is not None]
+
+
 def read_state(path: Path) -> dict | None:
     """The last state a run wrote to the progress file ``path``, None before the first."""
     try:
@@ -109,8 +125,8 @@ def read_state(path: Path) -> dict | None:
 class _Drawer:
     """A terminal bar that follows a progress file: a new bar for each run named in it."""
 
-    def __init__(self, path: Path, file):
-        self.path, self.file, self.run, self.bar = path, file, None, None
+    def __init__(self, path: Path, file, position: int = 0):
+        self.path, self.file, self.position, self.run, self.bar = path, file, position, None, None
 
     def draw(self) -> None:
         state = read_state(self.path)
@@ -120,7 +136,7 @@ class _Drawer:
             self.close()
             self.run = state["run"]
             self.bar = std.tqdm(total=state["total"], initial=state["step"], desc=self.run, file=self.file,
-                                mininterval=0, dynamic_ncols=True)
+                                mininterval=0, dynamic_ncols=True, position=self.position)
         self.bar.set_postfix(epoch=f"{state['epoch']}/{state['epochs']}", loss=f"{state['loss']:.3f}",
                              refresh=False)
         self.bar.update(state["step"] - self.bar.n)
@@ -134,17 +150,23 @@ class _Drawer:
 @contextlib.contextmanager
 def watch(path: Path, file=None):
     """While the body runs, draw a live bar on ``file`` (default: stderr, if it is a terminal) from the
-    progress file ``path``, which a run in another process writes; log records are written above it."""
-    path.unlink(missing_ok=True)
+    progress file ``path``, which a run in another process writes, and one bar more for each run
+    training beside it (their files: :func:`slot_path`); log records are written above them."""
+    for stale in _slot_paths(path):
+        stale.unlink(missing_ok=True)
     file = file if file is not None else (sys.stderr if sys.stderr.isatty() else None)
     if file is None:
         yield
         return
-    drawer, stop = _Drawer(path, file), threading.Event()
+    drawers, stop = {}, threading.Event()
+
+    def draw():
+        for position, slot in enumerate(_slot_paths(path)):
+            drawers.setdefault(slot, _Drawer(slot, file, position)).draw()
 
     def poll():
         while not stop.wait(POLL_EVERY):
-            drawer.draw()
+            draw()
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
@@ -154,5 +176,6 @@ def watch(path: Path, file=None):
     finally:
         stop.set()
         thread.join()
-        drawer.draw()
-        drawer.close()
+        draw()
+        for drawer in drawers.values():
+            drawer.close()

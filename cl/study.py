@@ -175,13 +175,24 @@ def run_conditions(conditions: dict[str, dict], base: dict, seeds, scale: str, n
 
     Runs are named ``<condition>_s<seed>`` under ``runs/<scale>/``, so a condition with the
     same name and config in another notebook (the baseline, say) is trained once.
+    Unfinished runs train side by side on a CPU (:mod:`cl.pool`).
     """
-    from cl import train
+    return run_groups([(conditions, base, seeds)], scale, notebook, method)
+
+
+def run_groups(groups: list[tuple[dict[str, dict], dict, list]], scale: str, notebook: str,
+               method: str | None = None) -> dict[str, list[dict]]:
+    """:func:`run_conditions` for several ``(conditions, base, seeds)`` groups at once, so that runs
+    of different groups (the key conditions on 3 seeds, a curve on one) train side by side."""
+    from cl import pool, train
+    names = [(name, overrides, base, seed) for conditions, base, seeds in groups
+             for name, overrides in conditions.items() for seed in seeds]
+    jobs = [(train.Config.from_dict({**base, **overrides, "seed": seed}), run_dir(scale, f"{name}_s{seed}"))
+            for name, overrides, base, seed in names]
+    records = pool.train_all(jobs, notebook, [method or name for name, *_ in names])
     results = {}
-    for name, overrides in conditions.items():
-        results[name] = [train.run({**base, **overrides, "seed": seed}, run_dir(scale, f"{name}_s{seed}"),
-                                   notebook=notebook, method=method or name)
-                         for seed in seeds]
+    for (name, *_), record in zip(names, records):
+        results.setdefault(name, []).append(record)
     return results
 
 
@@ -351,12 +362,12 @@ def execute(scale: str, only: list[str] | None = None) -> None:
                 _execute_notebook(src, dst, parameters(scale, py.stem))
         except papermill.PapermillExecutionError as error:
             if error.ename in ("Interrupted", "KeyboardInterrupt"):
-                state = progress.read_state(tracked) if error.ename == "Interrupted" else None
-                raise Interrupted(_interrupted(py.stem, scale, state)) from None
+                states = progress.read_states(tracked) if error.ename == "Interrupted" else []
+                raise Interrupted(_interrupted(py.stem, scale, states)) from None
             failed.append(py.stem)  # keep going: later notebooks' runs are independent
             print(f"   FAILED: {error.ename}: {error.evalue}", flush=True)
         except KeyboardInterrupt as error:  # a second Ctrl-C
-            raise Interrupted(_interrupted(py.stem, scale, progress.read_state(tracked))) from error
+            raise Interrupted(_interrupted(py.stem, scale, progress.read_states(tracked))) from error
         report.export_html(dst, dst.with_suffix(".html"))
         seconds = time.perf_counter() - start
         record_minutes(scale, py.stem, seconds / 60)
@@ -417,15 +428,16 @@ def _environment(**values):
                 os.environ[key] = value
 
 
-def _interrupted(notebook: str, scale: str, state: dict | None) -> str:
-    """What Ctrl-C in the study left: which run resumes at which epoch (``state``: the run's last
-    progress, None when no run was training), and how."""
+def _interrupted(notebook: str, scale: str, states: list[dict]) -> str:
+    """What Ctrl-C in the study left: which runs resume at which epoch (``states``: the last progress of
+    the runs that were training, none when no run was), and how."""
     again = f"`make run SCALE={scale}` (or python -m cl.study run --scale {scale})"
-    if state is None:
+    if not states:
         return f"{notebook} stopped; {again} runs it again, reusing finished runs"
-    where = (f"at epoch {state['saved'] + 1} of {state['epochs']}" if state["saved"] < state["epochs"]
-             else "at its final evaluation")
-    return f"{notebook} stopped; {again} resumes {state['run']} {where}, reusing finished runs"
+    where = [f"{state['run']} " + (f"at epoch {state['saved'] + 1} of {state['epochs']}"
+                                   if state["saved"] < state["epochs"] else "at its final evaluation")
+             for state in states]
+    return f"{notebook} stopped; {again} resumes {' and '.join(where)}, reusing finished runs"
 
 
 def summary_rows(scale: str) -> list[dict]:

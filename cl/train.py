@@ -915,6 +915,8 @@ def _main(argv) -> int:
     parser = argparse.ArgumentParser(description="Train one run of the negatives study.")
     parser.add_argument("config", help="YAML file of parameters (see cl.train.Config)")
     parser.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/cli/<config name>)")
+    parser.add_argument("--method", help="the method's name in metrics.json and the summary (default: the loss)")
+    parser.add_argument("--notebook", help="the notebook the run belongs to, for metrics.json")
     args = parser.parse_args(argv)
     if "WORLD_SIZE" in os.environ and not distributed():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -923,7 +925,8 @@ def _main(argv) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     try:
         cfg = load_config(args.config)
-        result = run(cfg, args.run_dir or Path("runs") / "cli" / Path(args.config).stem)
+        result = run(cfg, args.run_dir or Path("runs") / "cli" / Path(args.config).stem,
+                     notebook=args.notebook, method=args.method)
         if _is_main():
             print(json.dumps(result["final"], indent=1))
     finally:

@@ -119,7 +119,8 @@ assert 10 < min(raw.values()) and max(raw.values()) < 100
 # default layout on two CPU cores) under bf16 autocast, a 2-layer MLP head to 128-d, queue
 # $K=4096$, $m=0.99$, $t=0.1$, SGD with momentum and a cosine schedule. The run is
 # checkpointed every epoch; re-running this cell reuses a finished run and resumes an
-# interrupted one.
+# interrupted one. It trains alone on the machine (the seeded runs below train two at a time,
+# `cl.pool`), so that its training time is the recipe's own.
 
 # %%
 recipe = train.Config.from_dict(base)
@@ -215,8 +216,8 @@ best_raw = max(raw.values())
 vs_raw = study.t_interval([r["final"]["knn_top1"] - best_raw for r in checks["moco"]])
 display(pd.DataFrame({"bf16 − fp32 (points)": {m: d.text() for m, d in precision.items()},
                       "verdict": {m: d.verdict() for m, d in precision.items()}}))
-print(f"bf16/fp32 training images/s: {speed[0]:.2f}× (runs timed one after the other, not interleaved: "
-      f"`make bench` times the step itself)")
+print(f"bf16/fp32 training images/s: {speed[0]:.2f}× (whole runs, which may share the processor with another "
+      f"run (cl.pool): `make bench` times the step itself)")
 raw_word = ("no claim (fewer than 3 seeds)" if len(seeds) < study.MIN_SEEDS else
             "above the raw pixels" if vs_raw[1] > 0 else "below the raw pixels" if vs_raw[2] < 0 else
             "no difference from the raw pixels resolved")

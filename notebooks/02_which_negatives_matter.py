@@ -140,8 +140,9 @@ families = {"only the hardest": [(f, f"hardest_{pct(f)}", keep("hardest", f)) fo
                                                         for f in drop_shares],
             "random (control)": [(f, f"random_{pct(f)}", keep("random", f)) for f in random_shares]}
 curve = {name: overrides for points in families.values() for _, name, overrides in points}
-results = study.run_conditions({**key, **by_temperature}, base, seeds, scale, NB)
-results.update(study.run_conditions({k: v for k, v in curve.items() if k not in results}, base, seeds[:1], scale, NB))
+keyed = {**key, **by_temperature}
+results = study.run_groups([(keyed, base, seeds), ({k: v for k, v in curve.items() if k not in keyed}, base, seeds[:1])],
+                           scale, NB)
 table = study.mean_std(results)
 display(study.formatted(table.loc[list(key) + list(by_temperature)]))
 

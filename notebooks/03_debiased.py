@@ -108,9 +108,9 @@ paper = {"simclr_paper": paper_setting,
          "debiased_paper": {**paper_setting, "loss": "debiased", "tau_plus": 0.1}}
 queue = {"moco": {}, "drop_hardest_0.1pct": {"select": "drop_hardest", "select_fraction": 0.001},
          "debiased_tau0.1": {"loss": "debiased", "tau_plus": 0.1}}
-results = study.run_conditions({**paper, **queue}, base, seeds, scale, NB)
-results.update(study.run_conditions({f"debiased_tau{tp}": {"loss": "debiased", "tau_plus": tp} for tp in tau_plus_sweep},
-                                    base, seeds[:1], scale, NB))
+results = study.run_groups([({**paper, **queue}, base, seeds),
+                            ({f"debiased_tau{tp}": {"loss": "debiased", "tau_plus": tp} for tp in tau_plus_sweep},
+                             base, seeds[:1])], scale, NB)
 table = study.mean_std(results)
 setting = {name: study.setting(results[name][0]["config"]) for name in table.index}
 display(study.formatted(table).assign(setting=pd.Series(setting)))

@@ -99,9 +99,9 @@ paper = {"simclr_paper": paper_setting, "debiased_paper": {**paper_setting, "los
          **{f"hard_beta{b:g}_paper": {**paper_setting, "loss": "hard", "tau_plus": 0.1, "beta": b} for b in paper_betas}}
 queue = {"moco": {}, "debiased_tau0.1": {"loss": "debiased", "tau_plus": 0.1},
          "hard_beta1.0": {"loss": "hard", "tau_plus": 0.1, "beta": 1.0}}
-results = study.run_conditions({**paper, **queue}, base, seeds, scale, NB)
-results.update(study.run_conditions({f"hard_beta{b}": {"loss": "hard", "tau_plus": 0.1, "beta": b} for b in beta_sweep},
-                                    base, seeds[:1], scale, NB))
+results = study.run_groups([({**paper, **queue}, base, seeds),
+                            ({f"hard_beta{b}": {"loss": "hard", "tau_plus": 0.1, "beta": b} for b in beta_sweep},
+                             base, seeds[:1])], scale, NB)
 table = study.mean_std(results)
 setting = {name: study.setting(results[name][0]["config"]) for name in table.index}
 display(study.formatted(table).assign(setting=pd.Series(setting)))

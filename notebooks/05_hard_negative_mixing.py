@@ -154,8 +154,8 @@ assert torch.allclose(closed_form, negatives.mochi_logits(q, syn), atol=1e-5)  #
 # ## Training
 
 # %%
-results = study.run_conditions({"moco": {}, "mochi_paper": mochi, "mochi_large": mochi_large}, base, seeds, scale, NB)
-results.update(study.run_conditions(variants, base, seeds[:1], scale, NB))
+results = study.run_groups([({"moco": {}, "mochi_paper": mochi, "mochi_large": mochi_large}, base, seeds),
+                            (variants, base, seeds[:1])], scale, NB)
 table = study.mean_std(results)
 display(study.formatted(table))
 

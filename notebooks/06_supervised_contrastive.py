@@ -75,9 +75,9 @@ print(f"SupCon with distinct labels {losses.supcon(z, distinct, 0.1):.4f} = NT-X
 # same in-batch source (notebook 03), all on the comparison schedule.
 
 # %%
-results = study.run_conditions({"moco": {}, "supcon": {"loss": "supcon", "source": "batch"},
-                                "drop_same_class": {"select": "drop_same_class"}}, base, seeds, scale, NB)
-results.update(study.run_conditions({"simclr": {"source": "batch"}}, base, seeds[:1], scale, NB))  # one seed: context
+results = study.run_groups([({"moco": {}, "supcon": {"loss": "supcon", "source": "batch"},
+                              "drop_same_class": {"select": "drop_same_class"}}, base, seeds),
+                            ({"simclr": {"source": "batch"}}, base, seeds[:1])], scale, NB)  # simclr: one seed, context
 table = study.mean_std(results)
 display(study.formatted(table))
 
