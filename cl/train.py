@@ -109,6 +109,7 @@ RANGES = {  # every numeric key: the interval its value lies in, as the error me
     "knn_k": "[1, inf)",
     "knn_t": "(0, inf)",
     "monitor_bank": "[0, inf)",
+    "probe": "[0, inf)",
     "linear_epochs": "[1, inf)",
     "seed": "[0, inf)",
 }
@@ -164,6 +165,7 @@ class Config:
     knn_k: int = 200
     knn_t: float = 0.1
     monitor_bank: int = 10000      # training images in the per-epoch kNN bank (0 = all)
+    probe: int = 1000              # training images embedded after every epoch into probe.pt (0 = none)
     linear_epochs: int = 100
     # run
     precision: str = "bf16"        # bf16: the encoder under bf16 autocast, the rest float32 | fp32
@@ -233,8 +235,9 @@ class Config:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict:
-        """What defines the run's result: every parameter but the device it runs on."""
-        return {k: v for k, v in self.to_dict().items() if k != "device"}
+        """What defines the run's result: every parameter but the device it runs on and the probe
+        it records (neither changes the training)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("device", "probe")}
 
 
 _TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
@@ -404,7 +407,8 @@ def build_optimizer(cfg: Config, parameters) -> torch.optim.Optimizer:
     return torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.sgd_momentum, weight_decay=cfg.weight_decay)
 
 
-CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
+CHECKPOINT, PREVIOUS, PROBE = "checkpoint.pt", "checkpoint.prev.pt", "probe.pt"
+PROBE_SEED = 20_200_610  # the probe images: the same for every run on a data set, whatever its seed
 CHECKPOINT_KEYS = {"config", "epoch", "model", "optimizer", "generator", "device_generator", "history"}
 
 
@@ -542,6 +546,11 @@ class Study:
         self.device_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.train_set = data.load(cfg.dataset, "train", device=self.device)
         self.test_set = data.load(cfg.dataset, "test", device=self.device)
+        # the probe: images of the whole training set (before any subset), the same for every run
+        self.probe_index = (torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(PROBE_SEED))
+                            [:cfg.probe].sort().values)
+        self.probe_images = self.train_set.images[self.probe_index.to(self.device)]
+        self.probe_labels = self.train_set.labels[self.probe_index.to(self.device)].cpu()
         if cfg.train_subset:
             self.train_set = self.train_set.subset(cfg.train_subset, cfg.seed)
         if cfg.test_subset:
@@ -698,6 +707,28 @@ class Study:
 
     # -- evaluation --------------------------------------------------------------------
     @torch.no_grad()
+    def embed_probe(self) -> torch.Tensor:
+        """The normalised embeddings z (the space the loss compares) of the probe images, unaugmented,
+        with the query encoder in eval mode: nothing of the training (batch-norm statistics, random
+        draws) changes. Notebook 07 ranks every probe negative for every probe query with them."""
+        enc = self.encoder
+        enc.eval()
+        prepare = lambda x: augment.to_float(x, self.aug_cfg).contiguous(memory_format=torch.channels_last)
+        z = metrics.embed(enc, self.probe_images, prepare)
+        enc.train()
+        return z.cpu()
+
+    def save_probe(self, run_dir: Path, epoch: int, z: torch.Tensor) -> None:
+        """Add the probe embeddings after ``epoch`` to the run's probe.pt (indices, labels, epochs, z)."""
+        path = run_dir / PROBE
+        record = read_probe(path) if path.exists() else {
+            "indices": self.probe_index, "labels": self.probe_labels, "embeddings": {}}
+        record["embeddings"][epoch] = z
+        buffer = io.BytesIO()
+        torch.save(record, buffer)
+        _atomic_write(path, buffer.getvalue())
+
+    @torch.no_grad()
     def evaluate(self, final: bool) -> dict:
         """kNN top-1 (monitor bank, or the whole training set when final), alignment, uniformity."""
         cfg, enc = self.cfg, self.encoder
@@ -722,6 +753,16 @@ class Study:
                                                       classes, epochs=cfg.linear_epochs, seed=cfg.seed)
         enc.train()
         return out
+
+
+def read_probe(path: Path) -> dict:
+    """A run's probe.pt: ``indices`` and ``labels`` of the probe images in the training set, and
+    ``embeddings``: {epoch: (P, dim) normalised z after that epoch}."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated or not a tensor file: only this record is lost
+        raise UserError(f"{path} cannot be read ({cli.one_line(error)}): delete it; the run's next epochs "
+                        f"write it anew") from None
 
 
 def _wrapped_keys(state: dict) -> dict:
@@ -872,6 +913,8 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
             _check_finite(study, row, f"after epoch {epoch + 1}")
             study.history.append(row)
             if _is_main():
+                if cfg.probe:  # before the checkpoint: a resumed run rewrites this epoch's entry
+                    study.save_probe(run_dir, epoch + 1, study.embed_probe())
                 study.save(run_dir / CHECKPOINT, epoch + 1)
             saved = epoch + 1
             if _is_main():  # config.yaml after the checkpoint: a folder never holds a config and no epoch

@@ -9,7 +9,7 @@ from cl import train
 from cl.train import Config, ConfigError, TrainingDiverged
 
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
-            epochs=2, monitor_bank=128, linear_epochs=30, device="cpu")
+            epochs=2, monitor_bank=128, linear_epochs=30, probe=64, device="cpu")
 
 
 def test_unknown_key_names_the_valid_ones():
@@ -218,3 +218,19 @@ def test_dcl_runs_record_the_share_of_clamped_rows_per_epoch(tmp_path):
     assert isinstance(rate, float) and 0 <= rate <= 1
     plain = train.run({**TINY, "epochs": 1}, tmp_path / "nce", progress=False)
     assert "clamp_rate" not in plain["epochs"][0]  # InfoNCE has no clamp
+
+
+def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(finished, tmp_path):
+    run_dir, record = finished
+    probe = train.read_probe(run_dir / train.PROBE)
+    assert sorted(probe["embeddings"]) == [1, 2] and probe["embeddings"][1].shape == (TINY["probe"], TINY["dim"])
+    assert torch.allclose(probe["embeddings"][2].norm(dim=1), torch.ones(TINY["probe"]))
+    assert not torch.equal(probe["embeddings"][1], probe["embeddings"][2])  # it trained in between
+    full = train.Study(Config.from_dict({**TINY, "train_subset": 0, "seed": 5}))  # another seed, no subset
+    assert torch.equal(full.probe_index, probe["indices"]) and torch.equal(full.probe_labels, probe["labels"])
+    assert torch.equal(full.train_set.labels[probe["indices"]], probe["labels"])
+    unprobed = train.run({**TINY, "probe": 0}, tmp_path / "unprobed", progress=False)
+    assert not (tmp_path / "unprobed" / train.PROBE).exists()
+    timing = ("train_seconds", "images_per_second")
+    assert ({k: v for k, v in unprobed["final"].items() if k not in timing}
+            == {k: v for k, v in record["final"].items() if k not in timing})
