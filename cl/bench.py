@@ -10,7 +10,8 @@ Prints a table and writes ``runs/bench.json``:
   project's path (target: ≥ 2×);
 * the cost of every negative strategy relative to the plain MoCo step at K=4096 (targets:
   ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×);
-* the speed-up of the default bf16 encoder (``precision: bf16``) over float32.
+* the speed-up of the default bf16 encoder (``precision: bf16``) over float32;
+* the gain of training two short runs side by side (``cl.pool``) over one after the other.
 
 Timings are medians over repeated steps after a warm-up, on whatever machine runs it; the
 strategies and the plain step are timed interleaved, step by step, so that the ratios do
@@ -18,18 +19,22 @@ not depend on when each was measured.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2 as T
 
-from cl import augment
+from cl import augment, objectives, pool
 from cl.study import RUNS
-from cl.train import Config, Study
+from cl.train import Config, Trainer
 
 BASE = dict(train_subset=8192, test_subset=256, device="cpu", queue=4096, batch_size=256)
 STRATEGIES = {
@@ -38,8 +43,8 @@ STRATEGIES = {
     "drop hardest 0.1%": dict(select="drop_hardest", select_fraction=0.001),
     "random 5%": dict(select="random", select_fraction=0.05),
     "drop same class": dict(select="drop_same_class"),
-    "debiased": dict(loss="debiased"),
-    "hard (HCL)": dict(loss="hard"),
+    **{f"loss {name}": dict(loss=name, source=objective.sources[0])  # every registered objective
+       for name, objective in objectives.OBJECTIVES.items() if name != "info_nce"},
     "MoCHi N=1024 s=s'=256": dict(mochi_n=1024, mochi_s=256, mochi_s_prime=256),
     "MoCHi N=256 s=128 s'=64 (paper ratios)": dict(mochi_n=256, mochi_s=128, mochi_s_prime=64),
 }
@@ -65,19 +70,19 @@ def interleaved_medians(fns: dict, rounds: int, warmup: int = 2) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _stepper(study: Study):
-    """One full training step (augmentation included) of a Study, on a random batch."""
+def _stepper(trainer: Trainer):
+    """One full training step (augmentation included) of a Trainer, on a random batch."""
     g = torch.Generator().manual_seed(0)
-    n = len(study.train_set)
-    return lambda: study.train_step(torch.randint(n, (study.cfg.batch_size,), generator=g), progress=10**6)
+    n = len(trainer.train_set)
+    return lambda: trainer.train_step(torch.randint(n, (trainer.cfg.batch_size,), generator=g), progress=10**6)
 
 
-def step_seconds(study: Study, steps: int, warmup: int = 2) -> float:
-    """Median seconds of one full training step (augmentation included) of a Study."""
-    return _median_seconds(_stepper(study), steps, warmup)
+def step_seconds(trainer: Trainer, steps: int, warmup: int = 2) -> float:
+    """Median seconds of one full training step (augmentation included) of a Trainer."""
+    return _median_seconds(_stepper(trainer), steps, warmup)
 
 
-def cost_ratios(base: Study, others: dict[str, Study], rounds: int, warmup: int = 3) -> dict[str, float]:
+def cost_ratios(base: Trainer, others: dict[str, Trainer], rounds: int, warmup: int = 3) -> dict[str, float]:
     """Median step time of each of ``others`` over that of ``base``, timed interleaved."""
     medians = interleaved_medians({None: _stepper(base), **{name: _stepper(s) for name, s in others.items()}},
                                   rounds, warmup)
@@ -85,9 +90,9 @@ def cost_ratios(base: Study, others: dict[str, Study], rounds: int, warmup: int 
     return {name: seconds / plain for name, seconds in medians.items()}
 
 
-def augment_images_per_second(study: Study, steps: int = 20) -> float:
-    batch = study.train_set.images[: study.cfg.batch_size]
-    return study.cfg.batch_size / _median_seconds(lambda: study.views(batch, study.device_generator), steps)
+def augment_images_per_second(trainer: Trainer, steps: int = 20) -> float:
+    batch = trainer.train_set.images[: trainer.cfg.batch_size]
+    return trainer.cfg.batch_size / _median_seconds(lambda: trainer.views(batch, trainer.device_generator), steps)
 
 
 class _PILTwoViews(torch.utils.data.Dataset):
@@ -109,18 +114,43 @@ class _PILTwoViews(torch.utils.data.Dataset):
         return self.transform(x), self.transform(x), self.labels[i], i
 
 
-def dataloader_stepper(study: Study, workers: int):
-    """One training step of ``study`` on a batch from a torchvision DataLoader."""
-    loader = DataLoader(_PILTwoViews(study.train_set.images, study.train_set.labels, study.aug_cfg),
-                        batch_size=study.cfg.batch_size, shuffle=True, num_workers=workers,
+def dataloader_stepper(trainer: Trainer, workers: int):
+    """One training step of ``trainer`` on a batch from a torchvision DataLoader."""
+    loader = DataLoader(_PILTwoViews(trainer.train_set.images, trainer.train_set.labels, trainer.aug_cfg),
+                        batch_size=trainer.cfg.batch_size, shuffle=True, num_workers=workers,
                         drop_last=True, persistent_workers=workers > 0)
     batches = iter(loader)
 
     def one():
         x1, x2, labels, idx = next(batches)
-        x1, x2 = (v.to(study.device, memory_format=torch.channels_last) for v in (x1, x2))
-        study.update(x1, x2, labels.to(study.device), idx.to(study.device), progress=10**6)
+        x1, x2 = (v.to(trainer.device, memory_format=torch.channels_last) for v in (x1, x2))
+        trainer.step(trainer, x1, x2, labels.to(trainer.device), idx.to(trainer.device), progress=10**6)
     return one
+
+
+def pool_speedup(runs: int = 2) -> float:
+    """Wall-clock time of ``runs`` short runs trained one after the other in this process, over the
+    same runs trained side by side by :mod:`cl.pool` (one thread each): the pool's gain, whole runs
+    with their evaluation and the processes' start-up included."""
+    config = dict(train_subset=8192, test_subset=2048, monitor_bank=2048, epochs=1, device="cpu", probe=0)
+    seconds = {}
+    for workers in ("1", str(runs)):
+        with tempfile.TemporaryDirectory() as tmp, _environment(pool.ENV, workers):
+            jobs = [(Config.from_dict({**config, "seed": seed}), Path(tmp) / f"s{seed}") for seed in range(runs)]
+            start = time.perf_counter()
+            pool.train_all(jobs)
+            seconds[workers] = time.perf_counter() - start
+    return seconds["1"] / seconds[str(runs)]
+
+
+@contextlib.contextmanager
+def _environment(key: str, value: str):
+    saved = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(key) if saved is None else os.environ.update({key: saved})
 
 
 def main():
@@ -128,14 +158,14 @@ def main():
     report = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
               "torch": torch.__version__}
     print(f"benchmarking on {report['machine']} (torch {torch.__version__})", flush=True)
-    cnn = Study(Config.from_dict(BASE))
+    cnn = Trainer(Config.from_dict(BASE))
     plain = step_seconds(cnn, steps=10)
     report["small_cnn_step_images_per_second"] = BASE["batch_size"] / plain
     # the default bf16 encoder against float32, interleaved step by step
-    fp32 = cost_ratios(cnn, {"fp32": Study(Config.from_dict({**BASE, "precision": "fp32"}))}, rounds=20)["fp32"]
+    fp32 = cost_ratios(cnn, {"fp32": Trainer(Config.from_dict({**BASE, "precision": "fp32"}))}, rounds=20)["fp32"]
     report["bf16_speedup_over_fp32"] = fp32
     resnet_cfg = {**BASE, "arch": "resnet18", "batch_size": 64}
-    resnet = Study(Config.from_dict(resnet_cfg))
+    resnet = Trainer(Config.from_dict(resnet_cfg))
     report["resnet18_step_images_per_second"] = 64 / step_seconds(resnet, steps=3, warmup=1)
     report["augment_images_per_second"] = augment_images_per_second(cnn)
     report["augment_over_step"] = report["augment_images_per_second"] / report["small_cnn_step_images_per_second"]
@@ -146,8 +176,9 @@ def main():
     report["dataloader_step_images_per_second"] = {str(w): BASE["batch_size"] / m["loader"] for w, m in loader.items()}
     report["dataloader_best_workers"] = best
     report["speedup_over_dataloader"] = loader[best]["loader"] / loader[best]["project"]
-    strategies = {name: Study(Config.from_dict({**BASE, **overrides})) for name, overrides in STRATEGIES.items()}
-    report["strategy_cost_over_plain_moco"] = cost_ratios(Study(Config.from_dict(BASE)), strategies, rounds=30)
+    strategies = {name: Trainer(Config.from_dict({**BASE, **overrides})) for name, overrides in STRATEGIES.items()}
+    report["strategy_cost_over_plain_moco"] = cost_ratios(Trainer(Config.from_dict(BASE)), strategies, rounds=30)
+    report["pool_speedup_two_runs"] = pool_speedup()
     print(json.dumps(report, indent=1))
     RUNS.mkdir(exist_ok=True)
     (RUNS / "bench.json").write_text(json.dumps(report, indent=1))

@@ -17,9 +17,6 @@ import dataclasses
 import gzip
 import os
 import pickle
-import re
-import shutil
-import subprocess
 import sys
 import zlib
 from dataclasses import dataclass
@@ -28,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cl import ROOT, semantics, system
 from cl.cli import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -58,7 +55,6 @@ STL10_URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
 STL10_SIZE = 96
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
-WNID = re.compile(r"n\d{8}")
 
 _IDX_DIMS = {0x00000801: 1, 0x00000803: 3}  # magic -> number of dims (uint8 payload)
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -111,7 +107,7 @@ class Dataset:
 
 def default_root() -> Path:
     """The data directory: ``$NEGATIVES_DATA``, else ``<repo>/data``."""
-    return Path(os.environ.get("NEGATIVES_DATA", REPO_ROOT / "data"))
+    return Path(os.environ.get("NEGATIVES_DATA", ROOT / "data"))
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -180,24 +176,6 @@ def load_fashion_mnist(root, split: str) -> Dataset:
 # --------------------------------------------------------------------------- Fashion-MNIST fetching
 
 
-def apt_install(packages: list[str]) -> bool:
-    """Install Debian packages with apt-get where that is possible (apt-get present, running as root).
-
-    Runs ``apt-get update`` only when the first install fails. True on success.
-    """
-    apt = shutil.which("apt-get")
-    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return False
-    print(f"installing {' '.join(packages)} with apt-get", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-
-    def ok(*args) -> bool:
-        return subprocess.run([apt, *args], env=env, capture_output=True).returncode == 0
-
-    install = ("install", "-y", "--no-install-recommends", *packages)
-    return ok(*install) or (ok("update") and ok(*install))
-
-
 def _fashion_mnist_dir(root: Path) -> Path | None:
     """Where the four Fashion-MNIST files already are: ``root`` or torchvision's ``root/FashionMNIST/raw``."""
     for place in (root, root / "FashionMNIST" / "raw"):
@@ -250,7 +228,7 @@ def fetch_fashion_mnist(root=None) -> Path:
     if failure is None:
         print(f"Fashion-MNIST: downloaded with torchvision into {root / 'FashionMNIST' / 'raw'}")
         return root / "FashionMNIST" / "raw"
-    if apt_install(["dataset-fashion-mnist"]) and _has_fashion_mnist(debian):
+    if system.apt_install(["dataset-fashion-mnist"]) and _has_fashion_mnist(debian):
         _link_debian_files(debian, root)
         print(f"Fashion-MNIST: installed the Debian package dataset-fashion-mnist, linked into {root}")
         return root
@@ -346,8 +324,6 @@ def _read_image(path: Path, size: int) -> np.ndarray:
 
 def _wordnet_names(wnids: list[str]) -> list[str]:
     """Human class names for WordNet ids (first lemma), or the ids themselves without WordNet."""
-    from cl import semantics
-
     try:
         wordnet = semantics.wordnet()
     except semantics.WordNetError as error:
@@ -377,7 +353,7 @@ def load_image_folder(root, size: int) -> Dataset:
     names = [folder.name for folder in folders]
     images = np.stack([_read_image(path, size) for name in names for path in files[name]])
     labels = np.concatenate([np.full(len(files[name]), label, np.int64) for label, name in enumerate(names)])
-    wnids = names if all(WNID.fullmatch(name) for name in names) else None
+    wnids = names if all(semantics.WNID.fullmatch(name) for name in names) else None
     classes = _wordnet_names(wnids) if wnids else names
     return Dataset(torch.from_numpy(images), torch.from_numpy(labels), classes, wnids, f"imagefolder:{root.name}")
 

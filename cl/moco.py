@@ -7,7 +7,8 @@ and data-set index, which the same-class oracle (Cai et al.) and the WordNet ana
 
 ``MoCo.forward`` returns the similarities of the loss contract (docs/design.md): ``pos`` (B,)
 and ``neg`` (B, K); the loss is computed outside, then ``enqueue`` is called, so any
-objective of ``cl.losses`` and any selection of ``cl.negatives`` plugs in between.
+objective of ``cl.objectives`` and any selection of ``cl.negatives`` plugs in between
+(``cl.train.queue_step`` is the whole step; notebook 01 walks through it).
 
 Batch norm: the key batch is shuffled before f_k so that the query and its key never sit
 in the same BN group (shuffle BN). Across ranks under ``torchrun`` the shuffle is global,
@@ -85,26 +86,6 @@ class MoCo(nn.Module):
         self.register_buffer("queue_labels", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_index", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self._rows = None  # see queue_similarity
-
-    @torch.no_grad()
-    def queue_similarity(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        """queue[i]·queue[j] for index tensors i, j of one shape (MoCHi's mixes need them).
-
-        Read from a (K, K) table whose row r holds queue[r]·queueᵀ as the queue stood just
-        after key r was enqueued: exact against every key enqueued before r or with it, so
-        the pair is read from the row of its later key. ``enqueue`` then only writes the new
-        keys' rows (n·K·d per step). Built on first use (K²·d), not saved, rebuilt after loading.
-        """
-        if self._rows is None or self._rows.device != self.queue.device:
-            self._rows = self.queue @ self.queue.T  # float32: only the encoder runs under autocast
-        age = lambda index: (self.queue_ptr - 1 - index) % self.K  # 0 = the newest key
-        i_is_later = age(i) <= age(j)
-        return self._rows[torch.where(i_is_later, i, j), torch.where(i_is_later, j, i)]
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._rows = None
-        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def momentum_update(self):
@@ -143,8 +124,9 @@ class MoCo(nn.Module):
         return pairs
 
     @torch.no_grad()
-    def enqueue(self, k: torch.Tensor, labels: torch.Tensor, index: torch.Tensor):
-        """Replace the oldest keys by this step's keys (of all ranks), with their labels and indices."""
+    def enqueue(self, k: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Replace the oldest keys by this step's keys (of all ranks), with their labels and indices;
+        returns the slots written (n,)."""
         k, labels, index = concat_all_gather(k), concat_all_gather(labels), concat_all_gather(index)
         n = k.shape[0]
         if n > self.K:
@@ -154,26 +136,5 @@ class MoCo(nn.Module):
         self.queue_labels[slots] = labels
         self.queue_index[slots] = index
         self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
-        if self._rows is not None:
-            self._rows[slots] = self.queue[slots] @ self.queue.T
+        return slots
 
-
-def batch_pairs(z: torch.Tensor, labels: torch.Tensor):
-    """The SimCLR source of negatives, as DCL and HCL were published: in-batch views.
-
-    ``z`` (2B, d) holds the normalised embeddings of view 1 then view 2 of B images, and
-    ``labels`` (2B,) their labels. Each of the 2B anchors has its other view as positive and
-    the remaining 2B−2 views as negatives. Returns pos (2B,), neg (2B, 2B−2) and the labels
-    of those negatives (2B, 2B−2), for the same-class oracle.
-    """
-    n = z.shape[0]
-    b = n // 2
-    partner = torch.arange(n, device=z.device).roll(b)
-    sim = z @ z.T
-    pos = sim[torch.arange(n, device=z.device), partner]
-    others = torch.ones(n, n, dtype=torch.bool, device=z.device)
-    others.fill_diagonal_(False)
-    others[torch.arange(n, device=z.device), partner] = False
-    neg = sim[others].view(n, n - 2)
-    neg_labels = labels[None, :].expand(n, n)[others].view(n, n - 2)
-    return pos, neg, neg_labels

@@ -245,7 +245,7 @@ def mixed_logits(q, neg, draw: MochiDraw, pair_similarity):
 
     q (B, d) and the queue's keys n are unit vectors (MoCo normalises both); neg = q·queueᵀ
     (B, K) and ``pair_similarity`` (B, s) = n_first·n_second for each pair of ``draw``
-    (``MoCo.queue_similarity``). Each logit is then a ratio of numbers already at hand, and
+    (``Mochi.pair_similarity``). Each logit is then a ratio of numbers already at hand, and
     MoCHi costs about what s + s′ more columns cost:
 
         q·h_k  = (α·neg_i + (1 − α)·neg_j) / ‖α·n_i + (1 − α)·n_j‖
@@ -268,6 +268,70 @@ def mixed_logits(q, neg, draw: MochiDraw, pair_similarity):
     pair_logits = (a * n_i + (1 - a) * n_j) / pair_norm.clamp_min(_NORM_EPS)
     query_logits = (b * q_self + (1 - b) * n_p) / query_norm.clamp_min(_NORM_EPS)
     return torch.cat([pair_logits, query_logits], dim=1)
+
+
+
+def batch_pairs(z: torch.Tensor, labels: torch.Tensor):
+    """The SimCLR source of negatives, as DCL and HCL were published: in-batch views.
+
+    ``z`` (2B, d) holds the normalised embeddings of view 1 then view 2 of B images, and
+    ``labels`` (2B,) their labels. Each of the 2B anchors has its other view as positive and
+    the remaining 2B−2 views as negatives. Returns pos (2B,), neg (2B, 2B−2) and the labels
+    of those negatives (2B, 2B−2), for the same-class oracle.
+    """
+    n = z.shape[0]
+    b = n // 2
+    partner = torch.arange(n, device=z.device).roll(b)
+    sim = z @ z.T
+    pos = sim[torch.arange(n, device=z.device), partner]
+    others = torch.ones(n, n, dtype=torch.bool, device=z.device)
+    others.fill_diagonal_(False)
+    others[torch.arange(n, device=z.device), partner] = False
+    neg = sim[others].view(n, n - 2)
+    neg_labels = labels[None, :].expand(n, n)[others].view(n, n - 2)
+    return pos, neg, neg_labels
+
+
+class Mochi:
+    """MoCHi's synthesis during training: ``logits`` draws the mixes of each query's row and
+    returns their s + s′ logits (:func:`mixed_logits`), and the key–key similarities of the
+    queue they need come from a table kept here, updated as keys are enqueued."""
+
+    def __init__(self, n_hard: int, s: int, s_prime: int):
+        self.n_hard, self.s, self.s_prime = n_hard, s, s_prime
+        self._rows = None
+
+    def logits(self, q: torch.Tensor, neg: torch.Tensor, moco, generator=None) -> torch.Tensor:
+        """(B, s + s′) logits of the synthetic negatives of queries ``q`` (B, d), mixed from the hardest
+        of the whole queue of ``moco`` (``neg`` = q·queueᵀ (B, K), before any selection)."""
+        draw = mochi_draw(neg, self.n_hard, self.s, self.s_prime, generator)
+        return mixed_logits(q, neg, draw, self.pair_similarity(moco.queue, moco.queue_ptr, draw.first, draw.second))
+
+    @torch.no_grad()
+    def pair_similarity(self, queue: torch.Tensor, queue_ptr: torch.Tensor, i: torch.Tensor,
+                        j: torch.Tensor) -> torch.Tensor:
+        """queue[i]·queue[j] for index tensors i, j of one shape, ``queue_ptr`` the next slot to write.
+
+        Read from a (K, K) table whose row r holds queue[r]·queueᵀ as the queue stood just
+        after key r was enqueued: exact against every key enqueued before r or with it, so
+        the pair is read from the row of its later key. :meth:`enqueued` then only writes the
+        new keys' rows (n·K·d per step). Built on first use (K²·d), rebuilt after loading.
+        """
+        if self._rows is None or self._rows.device != queue.device:
+            self._rows = queue @ queue.T  # (K, K), float32: only the encoder runs under autocast
+        age = lambda index: (queue_ptr - 1 - index) % len(queue)  # 0 = the newest key
+        i_is_later = age(i) <= age(j)
+        return self._rows[torch.where(i_is_later, i, j), torch.where(i_is_later, j, i)]
+
+    @torch.no_grad()
+    def enqueued(self, queue: torch.Tensor, slots: torch.Tensor) -> None:
+        """Keys were written to ``slots`` (n,) of ``queue`` (K, d): their rows of the table."""
+        if self._rows is not None:
+            self._rows[slots] = queue[slots] @ queue.T
+
+    def forget(self) -> None:
+        """The queue was replaced (a checkpoint was loaded): rebuild the table on next use."""
+        self._rows = None
 
 
 def _largest(key, count):

@@ -133,9 +133,7 @@ def _start(index: int, cfg: train.Config, run_dir: Path, method: str, notebook: 
            threads: int, tracked: str | None, slot: int) -> _Job:
     config = tmp / f"{index}.yaml"
     config.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    root = str(Path(__file__).resolve().parent.parent)  # where ``cl`` is, wherever this process runs
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), ENV: "1", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), ENV: "1", "PYTHONUNBUFFERED": "1"}
     if tracked:  # each slot draws its own bar from its own progress file
         env[progress.ENV] = str(progress.slot_path(Path(tracked), slot))
     command = [sys.executable, "-m", "cl.train", str(config), "--run-dir", str(run_dir), "--method", method]

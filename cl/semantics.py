@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import shutil
 import stat
 import sys
@@ -35,9 +36,10 @@ from nltk.corpus.reader import CorpusReader, WordNetCorpusReader
 from nltk.corpus.reader.wordnet import Synset
 from nltk.corpus.util import LazyCorpusLoader
 
-from cl.data import WNID, apt_install
+from cl import ROOT, system
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+WNID = re.compile(r"n\d{8}")  # an ImageNet class: a WordNet noun synset's offset
+
 DEBIAN_WORDNET = "/usr/share/wordnet"
 DEBIAN_PACKAGES = ["wordnet-base", "wordnet-sense-index"]
 # The WordNet licence, shipped by Debian as the package's copyright file; NLTK's wn.license() reads LICENSE.
@@ -225,7 +227,7 @@ class WordNetError(RuntimeError):
 
 def default_nltk_dir() -> Path:
     """NLTK data directory of the project: ``$NEGATIVES_NLTK_DATA``, else ``<repo>/nltk_data``."""
-    return Path(os.environ.get("NEGATIVES_NLTK_DATA", REPO_ROOT / "nltk_data"))
+    return Path(os.environ.get("NEGATIVES_NLTK_DATA", ROOT / "nltk_data"))
 
 
 def lexnames_text() -> str:
@@ -306,7 +308,7 @@ def _from_debian(nltk_dir: Path) -> bool:
     def complete() -> bool:
         return all((debian / name).is_file() for name in DEBIAN_FILES)
 
-    if not complete() and not (apt_install(DEBIAN_PACKAGES) and complete()):
+    if not complete() and not (system.apt_install(DEBIAN_PACKAGES) and complete()):
         return False
     corpora = nltk_dir / "corpora"
     corpora.mkdir(mode=0o700, exist_ok=True)

@@ -29,10 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cl import cli, progress
+from cl import ROOT, cli, progress
 from cl.cli import Interrupted, UserError
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PARAMS = ROOT / "params"
 RUNS = Path(os.environ.get("NEGATIVES_RUNS", ROOT / "runs"))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import dataclasses
 import difflib
 import errno
@@ -44,9 +43,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
 
-from cl import augment, cli, data, losses, metrics, models, negatives
+from cl import augment, cli, data, metrics, models, negatives, objectives, system
 from cl.cli import Interrupted, UserError
-from cl.moco import MoCo, Pair, batch_pairs, distributed
+from cl.moco import MoCo, distributed
+from cl.objectives import Similarities
 from cl.progress import RunProgress, say
 
 
@@ -70,13 +70,11 @@ class DiskFull(UserError, RuntimeError):
     """No space left for a file of the run; nothing half-written is left behind."""
 
 
-LOSSES = ("info_nce", "debiased", "hard", "supcon", "positives_only")
-SOURCES = ("queue", "batch")
 CHOICES = {  # every string key but dataset and device: its allowed values
     "arch": ("small_cnn", "resnet18"),
     "head": ("mlp", "linear"),
-    "loss": LOSSES,
-    "source": SOURCES,
+    "loss": tuple(objectives.OBJECTIVES),
+    "source": objectives.SOURCES,
     "select": negatives.MODES,
     "optimizer": ("sgd", "adam"),
     "lr_schedule": ("cosine", "constant"),
@@ -225,10 +223,11 @@ class Config:
         need(not mochi or self.mochi_n >= 2, "MoCHi needs mochi_n ≥ 2 hardest negatives to mix")
         need(not mochi or self.source == "queue", "MoCHi mixes negatives of the queue: use source='queue'")
         need(not mochi or self.mochi_n <= self.queue, f"mochi_n={self.mochi_n} exceeds the queue size {self.queue}")
-        need(self.loss != "supcon" or self.source == "batch",
-             "supcon contrasts every view of the batch with every other: use source='batch'")
-        need(self.loss != "supcon" or (self.select == "all" and not mochi),
-             "supcon has no negative row to select from or append to: use select='all' and no MoCHi")
+        objective = objectives.get(self.loss)
+        need(self.source in objective.sources,
+             f"{self.loss} takes its negatives from {' or '.join(objective.sources)}: use source='{objective.sources[0]}'")
+        need(objective.row or (self.select == "all" and not mochi),
+             f"{self.loss} has no row of negatives to select from or append to: use select='all' and no MoCHi")
         need(self.source == "queue" or not self.symmetric, "symmetric applies to the queue source (batch is symmetric already)")
 
     def to_dict(self) -> dict:
@@ -331,55 +330,7 @@ def load_config(path) -> Config:
     return Config.from_dict(d)
 
 
-# --------------------------------------------------------------------------- the objective
-
-def objective(cfg: Config, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """The loss a config names, on the similarities of the loss contract."""
-    if cfg.loss == "info_nce":
-        return losses.info_nce(pos, neg, cfg.t)
-    if cfg.loss == "debiased":
-        return losses.debiased(pos, neg, cfg.t, cfg.tau_plus)
-    if cfg.loss == "positives_only":
-        return losses.positives_only(pos, cfg.t)
-    return losses.hard(pos, neg, cfg.t, cfg.tau_plus, cfg.beta)
-
-
-def negatives_for(cfg: Config, pair: Pair, moco: MoCo, labels: torch.Tensor, progress: float,
-                  generator: torch.Generator) -> torch.Tensor:
-    """The row of negatives each query is contrasted with: selection, then MoCHi's synthetic ones
-    (mixed from the whole queue, as in the paper, whatever the selection kept) once ``progress``
-    (epochs, counted in steps) has passed the warm-up."""
-    neg = negatives.select(pair.neg, cfg.select, cfg.select_fraction, labels=labels,
-                           queue_labels=moco.queue_labels, generator=generator)
-    if cfg.mochi_s + cfg.mochi_s_prime and progress >= cfg.mochi_warmup:
-        draw = negatives.mochi_draw(pair.neg, cfg.mochi_n, cfg.mochi_s, cfg.mochi_s_prime, generator)
-        mixed = negatives.mixed_logits(pair.q, pair.neg, draw, moco.queue_similarity(draw.first, draw.second))
-        neg = torch.cat([neg, mixed.to(neg.dtype)], dim=1)
-    return neg
-
-
 # --------------------------------------------------------------------------- the run
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
-
-    By default glibc hands large freed blocks (and the top of the heap) back to the OS, so
-    every training step page-faults its activations back in. Measured on the small CNN's
-    step at batch 256 (2 cores): 16,000 minor page faults a step before, 600 after, and
-    108 → 90 ms a step. The process keeps its peak memory, which is what a training
-    process holds anyway. Returns False where there is no glibc (macOS, musl), which
-    changes nothing but speed.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
-    return all(libc.mallopt(option, value) == 1 for option, value in (
-        (m_mmap_threshold, 32 * 2**20),  # glibc's maximum: blocks below it come from the heap
-        (m_trim_threshold, 2**31 - 1),  # never give the heap's top back
-        (m_top_pad, 256 * 2**20)))
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -531,15 +482,20 @@ def locked(run_dir: Path):
             lock.release()
 
 
-class Study:
-    """Everything a run holds: data, augmentation, model, optimiser. Built from a Config."""
+class Trainer:
+    """A run: its data, augmentation, model, optimiser, checkpoints and evaluation, built from a Config.
+
+    The model is what the source of negatives needs: MoCo (query encoder, momentum key
+    encoder, queue) for ``queue``, the encoder alone for ``batch``. Each step is one function
+    per source, :func:`queue_step` and :func:`batch_step`.
+    """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
-            keep_freed_memory()
+            system.keep_freed_memory()
         # host draws (data order, BN shuffle) and on-device draws (augmentation, random
         # selection, MoCHi): both are seeded and checkpointed, so a resumed run is identical
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -564,19 +520,27 @@ class Study:
                                        cfg.dim, cfg.hidden, cfg.bn_splits)
         encoder.bf16 = cfg.precision == "bf16"
         # channels_last is faster on CUDA and, measured here, 2× faster on CPU for the small CNN
-        self.moco = MoCo(encoder, cfg.dim, cfg.queue, cfg.moco_m, cfg.shuffle_bn).to(
-            self.device, memory_format=torch.channels_last)
-        self.encoder = encoder  # unwrapped, for evaluation and checkpoints
-        if distributed():
-            self.moco.encoder_q = torch.nn.parallel.DistributedDataParallel(self.moco.encoder_q)
+        self.encoder = encoder.to(self.device, memory_format=torch.channels_last)  # unwrapped: evaluation
+        self.objective = objectives.get(cfg.loss)
+        ddp = torch.nn.parallel.DistributedDataParallel if distributed() else lambda module: module
+        if cfg.source == "queue":
+            self.moco = MoCo(encoder, cfg.dim, cfg.queue, cfg.moco_m, cfg.shuffle_bn).to(
+                self.device, memory_format=torch.channels_last)
+            self.moco.encoder_q = ddp(self.moco.encoder_q)
+            self.model, self.step = self.moco, queue_step
+        else:
+            self.moco, self.net = None, ddp(self.encoder)
+            self.model, self.step = self.encoder, batch_step
+        self.mochi = (negatives.Mochi(cfg.mochi_n, cfg.mochi_s, cfg.mochi_s_prime)
+                      if cfg.mochi_s + cfg.mochi_s_prime else None)
         self.optimizer = build_optimizer(cfg, self.encoder.parameters())
         self.start_epoch, self.history = 0, []
         self.latest_unreadable = False  # resumed from the previous checkpoint: replace the latest, keep that
 
     # -- checkpoints -------------------------------------------------------------------
     def model_state(self) -> dict:
-        """The MoCo state with the keys of an unwrapped model, whether or not DDP wraps f_q."""
-        return {k.replace("encoder_q.module.", "encoder_q."): v for k, v in self.moco.state_dict().items()}
+        """The model's state with the keys of an unwrapped model, whether or not DDP wraps f_q."""
+        return {k.replace("encoder_q.module.", "encoder_q."): v for k, v in self.model.state_dict().items()}
 
     def save(self, path: Path, epoch: int):
         """Checkpoint after ``epoch`` epochs; the checkpoint it replaces is kept (checkpoint.prev.pt)."""
@@ -597,7 +561,10 @@ class Study:
             raise ConfigError(f"checkpoint {path} was written by a different config "
                               f"({_diff(stored, self.cfg.identity())}); delete the run "
                               f"directory or give this config another run name")
-        self.moco.load_state_dict(_wrapped_keys(state["model"]))
+        self.model.load_state_dict(_wrapped_keys(_encoder_only(state["model"]) if self.moco is None
+                                                 else state["model"]))
+        if self.mochi:
+            self.mochi.forget()  # its similarity table was of the queue before loading
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.device_generator.set_state(state["device_generator"].cpu())
@@ -623,15 +590,15 @@ class Study:
         return [name for name, value in self.model_state().items()
                 if value.is_floating_point() and not torch.isfinite(value).all()]
 
-        # -- one epoch ---------------------------------------------------------------------
+    # -- one epoch ---------------------------------------------------------------------
     def train_epoch(self, epoch: int, bar) -> dict:
         """Train one epoch; returns its row of metrics.json (difficulty statistics of its last step)."""
-        cfg, moco = self.cfg, self.moco
+        cfg = self.cfg
         world, rank = (dist.get_world_size(), dist.get_rank()) if distributed() else (1, 0)
         n = len(self.train_set)
         steps = n // cfg.batch_size
         perm = torch.randperm(n, generator=self.generator).to(self.device)
-        moco.train()
+        self.model.train()
         total, seen, stats, clamped, start = 0.0, 0, None, 0.0, time.perf_counter()
         for step in range(steps):
             progress = epoch + step / steps  # in epochs
@@ -649,61 +616,33 @@ class Study:
                 raise TrainingDiverged(f"the loss is {loss} at epoch {epoch + 1}, step {step + 1}")
             total += loss
             seen += cfg.batch_size
-            if cfg.loss in ("debiased", "hard"):
-                beta = cfg.beta if cfg.loss == "hard" else None
-                # summed on the device, read once per epoch: no extra synchronisation per step
-                clamped += losses.clamp_binds(last.pos, last.neg, cfg.t, cfg.tau_plus, beta).float().mean()
+            if self.objective.clamp:  # summed on the device, read once per epoch: no extra sync per step
+                clamped += self.objective.clamp(cfg, last.pos, last.neg).float().mean()
             if step == steps - 1:
-                stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t, same_class=last.same_class())
+                stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t,
+                                                   same_class=last.same_class())
             bar.step(epoch, loss)
         seconds = time.perf_counter() - start
         row = {"epoch": epoch + 1, "loss": total / steps, "lr": self.optimizer.param_groups[0]["lr"],
                "train_seconds": seconds, "images_per_second": seen / seconds, "negatives": stats}
-        if cfg.loss in ("debiased", "hard"):
+        if self.objective.clamp:
             row["clamp_rate"] = float(clamped) / steps  # share of rows whose Ng sat at its floor, over the epoch
         return row
 
-    def train_step(self, idx: torch.Tensor, progress: float):
-        """One optimisation step on the training images ``idx`` at ``progress`` epochs into the
-        run; returns (loss, similarities seen)."""
+    def train_step(self, idx: torch.Tensor, progress: float) -> tuple[float, Last]:
+        """One optimisation step on the training images ``idx`` at ``progress`` epochs into the run."""
         images, labels = self.train_set.images[idx], self.train_set.labels[idx]
         x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in self.views(images, self.device_generator))
-        return self.update(x1, x2, labels, idx, progress)
+        return self.step(self, x1, x2, labels, idx, progress)
 
-    def update(self, x1, x2, labels, idx, progress: float):
-        """Loss on two views, gradient step, then the keys enter the queue (after the loss)."""
-        loss, keys, last = self.step_loss(x1, x2, labels, progress)
+    def optimize(self, loss: torch.Tensor) -> bool:
+        """One gradient step on ``loss``; False (and no step) when it is not finite."""
         if not torch.isfinite(loss):
-            return loss.item(), last
+            return False
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if keys is not None:
-            copies = len(keys) // len(idx)
-            self.moco.enqueue(keys, labels.repeat(copies), idx.repeat(copies))
-        return loss.item(), last
-
-    def step_loss(self, x1, x2, labels, progress: float):
-        """The step's loss, the keys to enqueue, and the last pair's final (pos, neg, same-class mask)."""
-        cfg = self.cfg
-        if cfg.source == "batch":
-            # one forward per view, as DCL's and HCL's official code do (batch norm per view;
-            # SupCon's code concatenates the views instead). On CPU it is also 1.3× faster.
-            z = F.normalize(torch.cat([self.moco.encoder_q(x1), self.moco.encoder_q(x2)]), dim=1)
-            labels2 = labels.repeat(2)
-            pos, neg, neg_labels = batch_pairs(z, labels2)
-            neg = negatives.select(neg, cfg.select, cfg.select_fraction, labels=labels2,
-                                   queue_labels=neg_labels, generator=self.device_generator)
-            loss = losses.supcon(z, labels2, cfg.t) if cfg.loss == "supcon" else objective(cfg, pos, neg)
-            return loss, None, _Last(pos.detach(), neg.detach(), labels2, neg_labels)
-        pairs = self.moco(x1, x2, cfg.symmetric, self.generator)
-        queue_labels = self.moco.queue_labels
-        loss = 0.0
-        for pair in pairs:
-            neg = negatives_for(cfg, pair, self.moco, labels, progress, self.device_generator)
-            loss = loss + objective(cfg, pair.pos, neg)
-        return loss, torch.cat([p.k for p in pairs]), _Last(pair.pos.detach(), neg.detach(), labels,
-                                                             queue_labels.clone())
+        return True
 
     # -- evaluation --------------------------------------------------------------------
     @torch.no_grad()
@@ -755,6 +694,51 @@ class Study:
         return out
 
 
+# --------------------------------------------------------------------------- the steps
+
+def queue_step(tr: Trainer, x1, x2, labels, idx, progress: float) -> tuple[float, Last]:
+    """MoCo v2's step (He et al. 2020, Algorithm 1), with the study's pieces in their places.
+
+    x1, x2 (B, C, H, W): two views of the images ``idx`` (B,) with ``labels`` (B,);
+    ``progress``: epochs into the run, counted in steps (MoCHi's warm-up reads it).
+    """
+    cfg, moco = tr.cfg, tr.moco
+    pairs = moco(x1, x2, cfg.symmetric, tr.generator)  # θk ← m·θk + (1−m)·θq; pos (B,), neg (B, K)
+    loss = 0.0
+    for pair in pairs:  # one pair, or two when symmetric
+        # Cai et al.: keep a share of each query's row by difficulty (-inf = removed)
+        neg = negatives.select(pair.neg, cfg.select, cfg.select_fraction, labels=labels,
+                               queue_labels=moco.queue_labels, generator=tr.device_generator)
+        if tr.mochi and progress >= cfg.mochi_warmup:  # MoCHi: s + s′ columns mixed from the whole queue
+            neg = torch.cat([neg, tr.mochi.logits(pair.q, pair.neg, moco, tr.device_generator)], dim=1)
+        loss = loss + tr.objective.loss(cfg, Similarities(pair.pos, neg, pair.q, labels))
+    last = Last(pair.pos.detach(), neg.detach(), labels, moco.queue_labels.clone())
+    if tr.optimize(loss):
+        copies = len(pairs)
+        slots = moco.enqueue(torch.cat([p.k for p in pairs]), labels.repeat(copies), idx.repeat(copies))
+        if tr.mochi:
+            tr.mochi.enqueued(moco.queue, slots)
+    return loss.item(), last
+
+
+def batch_step(tr: Trainer, x1, x2, labels, idx, progress: float) -> tuple[float, Last]:
+    """The in-batch (SimCLR) step, as DCL's and HCL's official code train: every view of the
+    batch is an anchor, its other view the positive, the other 2B − 2 views its negatives.
+
+    One forward per view, as that code does (batch norm per view; SupCon's code concatenates
+    the views instead); on CPU it is also 1.3× faster.
+    """
+    cfg = tr.cfg
+    z = F.normalize(torch.cat([tr.net(x1), tr.net(x2)]), dim=1)  # (2B, d): view 1, then view 2
+    labels = labels.repeat(2)
+    pos, neg, neg_labels = negatives.batch_pairs(z, labels)  # (2B,), (2B, 2B − 2), (2B, 2B − 2)
+    neg = negatives.select(neg, cfg.select, cfg.select_fraction, labels=labels, queue_labels=neg_labels,
+                           generator=tr.device_generator)
+    loss = tr.objective.loss(cfg, Similarities(pos, neg, z, labels))
+    tr.optimize(loss)
+    return loss.item(), Last(pos.detach(), neg.detach(), labels, neg_labels)
+
+
 def read_probe(path: Path) -> dict:
     """A run's probe.pt: ``indices`` and ``labels`` of the probe images in the training set, and
     ``embeddings``: {epoch: (P, dim) normalised z after that epoch}."""
@@ -773,7 +757,15 @@ def _wrapped_keys(state: dict) -> dict:
             for k, v in state.items()}
 
 
-class _Last:
+def _encoder_only(state: dict) -> dict:
+    """A batch-source run's weights: checkpoints written before such runs stopped building MoCo
+    hold them under ``encoder_q.`` beside an unused key encoder and queue."""
+    if not any(k.startswith("encoder_q.") for k in state):
+        return state
+    return {k.removeprefix("encoder_q."): v for k, v in state.items() if k.startswith("encoder_q.")}
+
+
+class Last:
     """The similarities of a step, as the loss saw them, for the difficulty statistics.
 
     The same-class mask is built only when asked for (once per epoch), not every step.
@@ -807,9 +799,9 @@ def non_finite_metrics(row: dict) -> list[str]:
     return [key for key, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
 
 
-def _check_finite(study: Study, row: dict, when: str):
+def _check_finite(trainer: Trainer, row: dict, when: str):
     """TrainingDiverged unless the model's parameters and buffers and the row's metrics are all finite."""
-    tensors, values = study.non_finite(), non_finite_metrics(row)
+    tensors, values = trainer.non_finite(), non_finite_metrics(row)
     problems = ([f"the model's {_names(tensors)} {'holds' if len(tensors) == 1 else 'hold'} inf or NaN"]
                 if tensors else []) + ([f"{_names(values)} {'is' if len(values) == 1 else 'are'} not finite"]
                                        if values else [])
@@ -894,44 +886,44 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
     with the first checkpoint, so a run that fails before leaves its folder free.
     """
     metrics_path, cfg_path = run_dir / "metrics.json", run_dir / "config.yaml"
-    study = Study(cfg)
-    study.resume(run_dir)
-    saved = study.start_epoch
+    trainer = Trainer(cfg)
+    trainer.resume(run_dir)
+    saved = trainer.start_epoch
     if _is_main():
         state = ("new run" if saved == 0 else f"resuming at epoch {saved + 1}" if saved < cfg.epochs
                  else "resuming at its final evaluation")
-        say(f"{run_dir.name}: {state}: {method} on {cfg.dataset} ({len(study.train_set):,} training images), "
+        say(f"{run_dir.name}: {state}: {method} on {cfg.dataset} ({len(trainer.train_set):,} training images), "
             f"{_epochs(cfg.epochs)}, in {run_dir}")
     record = {"run": run_dir.name, "notebook": notebook, "method": method,
-              "config": cfg.to_dict(), "epochs": study.history, "finished": False}
-    steps = len(study.train_set) // cfg.batch_size
-    bar = RunProgress(run_dir.name, cfg.epochs, steps, study.start_epoch, enabled=progress and _is_main())
+              "config": cfg.to_dict(), "epochs": trainer.history, "finished": False}
+    steps = len(trainer.train_set) // cfg.batch_size
+    bar = RunProgress(run_dir.name, cfg.epochs, steps, trainer.start_epoch, enabled=progress and _is_main())
     try:
-        for epoch in range(study.start_epoch, cfg.epochs):
-            row = study.train_epoch(epoch, bar)
-            row.update(study.evaluate(final=False))
-            _check_finite(study, row, f"after epoch {epoch + 1}")
-            study.history.append(row)
+        for epoch in range(trainer.start_epoch, cfg.epochs):
+            row = trainer.train_epoch(epoch, bar)
+            row.update(trainer.evaluate(final=False))
+            _check_finite(trainer, row, f"after epoch {epoch + 1}")
+            trainer.history.append(row)
             if _is_main():
-                if cfg.probe:  # before the checkpoint: a resumed run rewrites this epoch's entry
-                    study.save_probe(run_dir, epoch + 1, study.embed_probe())
-                study.save(run_dir / CHECKPOINT, epoch + 1)
+                trainer.save(run_dir / CHECKPOINT, epoch + 1)
             saved = epoch + 1
             if _is_main():  # config.yaml after the checkpoint: a folder never holds a config and no epoch
                 if not cfg_path.exists():
                     _atomic_write(cfg_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
                 _write_json(metrics_path, record)
+            if _is_main() and cfg.probe:  # after the checkpoint: a folder holds nothing before its first epoch
+                trainer.save_probe(run_dir, epoch + 1, trainer.embed_probe())
             bar.epoch(row)
-        final = study.evaluate(final=True)
-        _check_finite(study, final, "in the final evaluation")
+        final = trainer.evaluate(final=True)
+        _check_finite(trainer, final, "in the final evaluation")
     except TrainingDiverged as error:
         raise _diverged(error, cfg, run_dir, saved) from error
     except KeyboardInterrupt as error:
         raise Interrupted(_interrupted(cfg, run_dir, saved)) from error
     finally:
         bar.close()
-    seconds = sum(r["train_seconds"] for r in study.history)
-    images = sum(r["train_seconds"] * r["images_per_second"] for r in study.history)
+    seconds = sum(r["train_seconds"] for r in trainer.history)
+    images = sum(r["train_seconds"] * r["images_per_second"] for r in trainer.history)
     final.update(train_seconds=seconds, images_per_second=images / seconds)
     record.update(final=final, finished=True)
     if _is_main():
@@ -939,14 +931,14 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
     return record
 
 
-def load_model(run_dir, device: str = "cpu") -> tuple[Study, dict]:
-    """The trained ``Study`` of a finished run (weights from its last checkpoint) and its metrics."""
+def load_model(run_dir, device: str = "cpu") -> tuple[Trainer, dict]:
+    """The ``Trainer`` of a finished run (weights from its last checkpoint) and its metrics."""
     run_dir = Path(run_dir)
     cfg = Config.from_stored({**cli.load_yaml((run_dir / "config.yaml").read_text()), "device": device})
-    study = Study(cfg)
-    study.load(run_dir / CHECKPOINT)
-    study.moco.eval()
-    return study, json.loads((run_dir / "metrics.json").read_text())
+    trainer = Trainer(cfg)
+    trainer.load(run_dir / CHECKPOINT)
+    trainer.model.eval()
+    return trainer, json.loads((run_dir / "metrics.json").read_text())
 
 
 def main(argv=None) -> int:
@@ -955,7 +947,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-    parser = argparse.ArgumentParser(description="Train one run of the negatives study.")
+    parser = argparse.ArgumentParser(description="Train one run of the negatives trainer.")
     parser.add_argument("config", help="YAML file of parameters (see cl.train.Config)")
     parser.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/cli/<config name>)")
     parser.add_argument("--method", help="the method's name in metrics.json and the summary (default: the loss)")

@@ -136,7 +136,7 @@ assert negatives.mochi(q, queue, 256, 0, 0).shape == (1, 0, 16)  # s = s′ = 0 
 # numbers the step already has: $q\cdot h_k = (\alpha\, q\cdot n_i + (1-\alpha)\, q\cdot n_j)
 # / \|\alpha n_i + (1-\alpha) n_j\|$, where the $q\cdot n$ are entries of the row `neg` and
 # the norm needs only $n_i\cdot n_j$, read from a table of similarities between queued keys
-# that `MoCo.queue_similarity` keeps up to date (each step adds the new keys' rows). The norm
+# that `negatives.Mochi` keeps up to date (each step adds the new keys' rows). The norm
 # is a constant and the numerator is linear in $q$, so the gradient on $q$ is $h_k$ itself:
 # no gradient reaches the synthetic negatives. This is what brings MoCHi's cost to about that
 # of $s + s'$ more columns (`make bench`).

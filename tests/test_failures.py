@@ -84,7 +84,7 @@ def test_a_config_that_cannot_run_fails_before_anything_is_loaded_or_written(ove
 
 
 def test_a_batch_larger_than_the_loaded_data_is_refused_before_anything_is_written():
-    """An image folder's size is known only once it is loaded: Study checks it then."""
+    """An image folder's size is known only once it is loaded: Trainer checks it then."""
     images = data.Dataset(torch.zeros(40, 3, 8, 8, dtype=torch.uint8), torch.zeros(40, dtype=torch.long),
                           ["a"], None, "imagefolder:tiny")
     with pytest.raises(ConfigError, match=r"batch_size must be in \[2, 40\] \(the 40 training images of "
@@ -138,7 +138,7 @@ def test_a_real_divergence_is_stopped_and_never_checkpointed(lr, message, tmp_pa
 
 def test_a_non_finite_state_after_a_good_epoch_keeps_the_good_checkpoint(finished, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    original = train.Study.train_epoch
+    original = train.Trainer.train_epoch
 
     def overflow_in_epoch_2(self, epoch, bar):
         row = original(self, epoch, bar)
@@ -146,7 +146,7 @@ def test_a_non_finite_state_after_a_good_epoch_keeps_the_good_checkpoint(finishe
             self.encoder.backbone[1].running_var.fill_(float("inf"))
         return row
 
-    monkeypatch.setattr(train.Study, "train_epoch", overflow_in_epoch_2)
+    monkeypatch.setattr(train.Trainer, "train_epoch", overflow_in_epoch_2)
     diverged = (r"the model's encoder_q\.backbone\.1\.running_var holds inf or NaN after epoch 2: lower lr "
                 r".*keeps the last good checkpoint \(epoch 1\)")
     with pytest.raises(TrainingDiverged, match=diverged):
@@ -155,7 +155,7 @@ def test_a_non_finite_state_after_a_good_epoch_keeps_the_good_checkpoint(finishe
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not json.loads((run_dir / "metrics.json").read_text())["finished"]
-    monkeypatch.setattr(train.Study, "train_epoch", original)
+    monkeypatch.setattr(train.Trainer, "train_epoch", original)
     assert train.run(TINY, run_dir, progress=False)["final"]["knn_top1"] == finished[1]["final"]["knn_top1"]
 
 
@@ -225,7 +225,7 @@ def test_a_run_folder_is_locked_while_one_process_trains_in_it(tmp_path):
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["finished"] and json.loads(out)["knn_top1"] == saved["final"]["knn_top1"]
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt", "config.yaml",
-                                                           "metrics.json"]
+                                                           "metrics.json", "probe.pt"]
 
 
 def test_a_killed_run_releases_its_folder_and_resumes(tmp_path):
@@ -327,14 +327,14 @@ def fill(disk: Path) -> Path:
 @pytest.mark.parametrize("full_at", [1, 2])
 def test_a_full_disk_says_so_and_leaves_no_temporary_file(full_at, finished, small_disk, monkeypatch):
     run_dir = small_disk / "run"
-    original, filled = train.Study.save, []
+    original, filled = train.Trainer.save, []
 
     def disk_fills_before_a_checkpoint(self, path, epoch):
         if epoch == full_at:
             filled.append(fill(small_disk))
         return original(self, path, epoch)
 
-    monkeypatch.setattr(train.Study, "save", disk_fills_before_a_checkpoint)
+    monkeypatch.setattr(train.Trainer, "save", disk_fills_before_a_checkpoint)
     with pytest.raises(DiskFull, match=rf"no space left on the device of {run_dir} for checkpoint.pt "
                                        r"\(\d+\.\d MB\): free some space, then run again"):
         train.run(TINY, run_dir, progress=False)
@@ -344,7 +344,7 @@ def test_a_full_disk_says_so_and_leaves_no_temporary_file(full_at, finished, sma
         assert not list(run_dir.glob("*.tmp")) and epoch_of(run_dir / "checkpoint.pt") == 1
         assert not json.loads((run_dir / "metrics.json").read_text())["finished"]
     filled[0].unlink()
-    monkeypatch.setattr(train.Study, "save", original)
+    monkeypatch.setattr(train.Trainer, "save", original)
     assert train.run(TINY, run_dir, progress=False)["final"]["knn_top1"] == finished[1]["final"]["knn_top1"]
 
 

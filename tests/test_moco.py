@@ -7,7 +7,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from cl import models
-from cl.moco import MoCo, batch_pairs, shuffle_batch, unshuffle_batch
+from cl import negatives
+from cl.moco import MoCo, shuffle_batch, unshuffle_batch
+from cl.negatives import batch_pairs
 
 
 def tiny_moco(K=64, m=0.9, shuffle_bn=True, bn_splits=1):
@@ -57,19 +59,20 @@ def test_queue_is_fifo_and_keeps_labels_and_indices():
         moco.enqueue(torch.randn(11, 8), torch.zeros(11, dtype=torch.long), torch.zeros(11, dtype=torch.long))
 
 
-def test_queue_similarity_follows_the_queue_through_enqueue_and_loading():
-    moco = tiny_moco(K=10)
+def test_mochis_similarity_table_follows_the_queue_through_enqueue_and_loading():
+    moco, mochi = tiny_moco(K=10), negatives.Mochi(4, 2, 1)
+    similarity = lambda m, table: table.pair_similarity(m.queue, m.queue_ptr, i, j)
     i, j = torch.meshgrid(torch.arange(10), torch.arange(10), indexing="ij")
-    torch.testing.assert_close(moco.queue_similarity(i, j), moco.queue @ moco.queue.T)
+    torch.testing.assert_close(similarity(moco, mochi), moco.queue @ moco.queue.T)
     for step in range(5):  # 3 keys a step into 10 slots: wraps around the end of the queue
         keys = F.normalize(torch.randn(3, 8), dim=1)
-        moco.enqueue(keys, torch.zeros(3, dtype=torch.long), torch.arange(3))
-        torch.testing.assert_close(moco.queue_similarity(i, j), moco.queue @ moco.queue.T)
-    other = tiny_moco(K=10)
-    other.queue_similarity(i, j)
+        mochi.enqueued(moco.queue, moco.enqueue(keys, torch.zeros(3, dtype=torch.long), torch.arange(3)))
+        torch.testing.assert_close(similarity(moco, mochi), moco.queue @ moco.queue.T)
+    other, table = tiny_moco(K=10), negatives.Mochi(4, 2, 1)
+    similarity(other, table)
     other.load_state_dict(moco.state_dict())
-    torch.testing.assert_close(other.queue_similarity(i, j), moco.queue @ moco.queue.T)
-    assert not any("rows" in key for key in moco.state_dict())
+    table.forget()
+    torch.testing.assert_close(similarity(other, table), moco.queue @ moco.queue.T)
 
 
 def test_enqueue_after_loss_does_not_touch_the_gradient_graph():
@@ -127,14 +130,14 @@ def test_batch_pairs_is_the_simclr_source():
 def _worker(rank, world, init_file, out_dir):
     import torch.distributed as dist
     from cl.progress import RunProgress
-    from cl.train import Config, Study
+    from cl.train import Config, Trainer
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cfg = Config.from_dict(dict(train_subset=256, test_subset=64, width=4, hidden=16, dim=8, queue=256,
                                 batch_size=32, epochs=1, device="cpu", monitor_bank=64, seed=3))
-    study = Study(cfg)
-    study.train_epoch(0, RunProgress("ddp", 1, len(study.train_set) // cfg.batch_size, 0, enabled=False))
-    torch.save({"model": study.model_state()}, os.path.join(out_dir, f"rank{rank}.pt"))
+    trainer = Trainer(cfg)
+    trainer.train_epoch(0, RunProgress("ddp", 1, len(trainer.train_set) // cfg.batch_size, 0, enabled=False))
+    torch.save({"model": trainer.model_state()}, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cl import study
-from cl.train import Config, Study
+from cl.train import Config, Trainer
 
 # keys of a notebook's parameters that hold cl.train.Config overrides (one dict, or a dict of dicts)
 OVERRIDES = ("paper_setting", "mochi", "mochi_large", "comparison")
@@ -65,6 +65,6 @@ def test_gpu_condition_trains_one_step_on_cpu(name):
     tiny = dataclasses.replace(cfg, device="cpu", train_subset=256, test_subset=64, batch_size=64,
                                queue=max(cfg.mochi_n, 256), monitor_bank=64, linear_epochs=1)
     tiny.validate()
-    run = Study(tiny)
+    run = Trainer(tiny)
     loss, _ = run.train_step(torch.arange(64), progress=cfg.epochs / 2)
     assert torch.isfinite(torch.tensor(loss))

@@ -1,11 +1,12 @@
 """The training loop: config validation, checkpoint and resume, reuse, bad input."""
+import dataclasses
 import json
 
 import pytest
 import torch
 import yaml
 
-from cl import train
+from cl import objectives, train
 from cl.train import Config, ConfigError, TrainingDiverged
 
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
@@ -85,7 +86,7 @@ def test_a_run_writes_metrics_per_epoch_and_final(finished):
 
 def test_a_finished_run_is_reused_not_retrained(finished, monkeypatch):
     run_dir, result = finished
-    monkeypatch.setattr(train, "Study", lambda cfg: pytest.fail("a finished run was retrained"))
+    monkeypatch.setattr(train, "Trainer", lambda cfg: pytest.fail("a finished run was retrained"))
     assert train.run(TINY, run_dir, progress=False)["final"] == result["final"]
 
 
@@ -97,7 +98,7 @@ def test_a_run_directory_of_another_config_is_refused(finished):
 
 def test_a_checkpoint_of_another_config_is_refused(finished, tmp_path):
     run_dir, _ = finished
-    study = train.Study(Config.from_dict({**TINY, "t": 0.2}))
+    study = train.Trainer(Config.from_dict({**TINY, "t": 0.2}))
     with pytest.raises(ConfigError, match=r"checkpoint .* different config \(t: 0.1 → 0.2\)"):
         study.load(run_dir / "checkpoint.pt")
 
@@ -105,18 +106,18 @@ def test_a_checkpoint_of_another_config_is_refused(finished, tmp_path):
 def test_interrupted_run_resumes_to_the_same_weights(finished, tmp_path, monkeypatch):
     run_dir, result = finished
     resumed = tmp_path / "resumed"
-    original = train.Study.train_epoch
+    original = train.Trainer.train_epoch
 
     def interrupt_in_second_epoch(self, epoch, bar):
         if epoch == 1:
             raise KeyboardInterrupt
         return original(self, epoch, bar)
 
-    monkeypatch.setattr(train.Study, "train_epoch", interrupt_in_second_epoch)
+    monkeypatch.setattr(train.Trainer, "train_epoch", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train.run(TINY, resumed, progress=False)
     assert torch.load(resumed / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(train.Study, "train_epoch", original)
+    monkeypatch.setattr(train.Trainer, "train_epoch", original)
     again = train.run(TINY, resumed, progress=False)
     a = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
@@ -127,14 +128,14 @@ def test_interrupted_run_resumes_to_the_same_weights(finished, tmp_path, monkeyp
 
 def test_nan_loss_stops_clearly_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     run_dir = tmp_path / "nan"
-    original, calls = train.objective, []
+    original, calls = objectives.OBJECTIVES["info_nce"], []
 
-    def nan_from_the_ninth_step(cfg, pos, neg):  # 8 steps per epoch: the 9th is epoch 2, step 1
+    def nan_from_the_ninth_step(cfg, similarities):  # 8 steps per epoch: the 9th is epoch 2, step 1
         calls.append(1)
-        loss = original(cfg, pos, neg)
+        loss = original.loss(cfg, similarities)
         return loss * float("nan") if len(calls) > 8 else loss
 
-    monkeypatch.setattr(train, "objective", nan_from_the_ninth_step)
+    monkeypatch.setitem(objectives.OBJECTIVES, "info_nce", dataclasses.replace(original, loss=nan_from_the_ninth_step))
     with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, step 1: lower lr"):
         train.run(TINY, run_dir, progress=False)
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
@@ -204,12 +205,11 @@ def test_mochi_warmup_in_fractional_epochs_counts_steps(monkeypatch):
         raise Drawn
 
     monkeypatch.setattr(train.negatives, "mochi_draw", draw)
-    pair = type("P", (), {"neg": torch.zeros(2, 16), "q": torch.zeros(2, 8)})()
-    moco = type("M", (), {"queue_labels": torch.zeros(16, dtype=torch.long)})()
-    labels = torch.zeros(2, dtype=torch.long)
-    assert train.negatives_for(cfg, pair, moco, labels, 0.49, None).shape == (2, 16)  # warm-up: no synthesis
+    trainer = train.Trainer(cfg)
+    idx = torch.arange(cfg.batch_size)
+    trainer.train_step(idx, progress=0.49)  # warm-up: no synthesis
     with pytest.raises(Drawn):
-        train.negatives_for(cfg, pair, moco, labels, 0.5, None)  # half an epoch in: synthesis starts
+        trainer.train_step(idx, progress=0.5)  # half an epoch in: synthesis starts
 
 
 def test_dcl_runs_record_the_share_of_clamped_rows_per_epoch(tmp_path):
@@ -226,7 +226,7 @@ def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(
     assert sorted(probe["embeddings"]) == [1, 2] and probe["embeddings"][1].shape == (TINY["probe"], TINY["dim"])
     assert torch.allclose(probe["embeddings"][2].norm(dim=1), torch.ones(TINY["probe"]))
     assert not torch.equal(probe["embeddings"][1], probe["embeddings"][2])  # it trained in between
-    full = train.Study(Config.from_dict({**TINY, "train_subset": 0, "seed": 5}))  # another seed, no subset
+    full = train.Trainer(Config.from_dict({**TINY, "train_subset": 0, "seed": 5}))  # another seed, no subset
     assert torch.equal(full.probe_index, probe["indices"]) and torch.equal(full.probe_labels, probe["labels"])
     assert torch.equal(full.train_set.labels[probe["indices"]], probe["labels"])
     unprobed = train.run({**TINY, "probe": 0}, tmp_path / "unprobed", progress=False)
