@@ -13,8 +13,8 @@ Grayscale batches (C=1) get crop, flip, brightness and contrast (and blur when
 ``blur_p > 0``); saturation, hue and random grayscale are meaningless there and skipped.
 """
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

@@ -28,7 +28,6 @@ import torch
 from cl import ROOT, semantics, system
 from cl.cli import UserError
 
-
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",

@@ -6,9 +6,13 @@ import pandas as pd
 import torch
 
 
-def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | None = None):
-    """One panel per metric of ``metrics.json``'s per-epoch rows, one line per run."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
+def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | None = None, axes=None):
+    """One panel per metric of ``metrics.json``'s per-epoch rows, one line per run (on ``axes``, one
+    per key, when given)."""
+    if axes is None:
+        fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
+    else:
+        fig, axes = axes[0].figure, [list(axes)]
     for ax, key in zip(axes[0], keys):
         for name, rec in records.items():
             rows = rec["epochs"]
@@ -20,6 +24,20 @@ def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | Non
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def alignment_uniformity(results: dict[str, list[dict]], ax=None, title: str = "final embedding, every seed"):
+    """The alignment–uniformity plane (Wang & Isola 2020): one point per run of each condition
+    (``results``: condition → records), both lower-is-better, so better lies towards the origin's
+    lower left."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    for name, records in results.items():
+        ax.scatter([r["final"]["uniformity"] for r in records], [r["final"]["alignment"] for r in records],
+                   label=name, s=18)
+    ax.set(xlabel="uniformity (lower: more uniform)", ylabel="alignment (lower: better aligned)", title=title)
+    ax.legend(fontsize=8)
+    return ax
 
 
 def embedding_2d(features: torch.Tensor, labels: torch.Tensor, classes: list[str], title: str = "",
@@ -88,6 +106,19 @@ def intervals(diffs, title: str = "", ax=None):
            xlabel=f"{diffs[0].metric.replace('_', ' ')} difference (points), 95 % t interval over seeds",
            title=title)
     ax.invert_yaxis()
+    ax.figure.tight_layout()
+    return ax
+
+
+def means(table: pd.DataFrame, metric: str = "knn_top1", ax=None, title: str = ""):
+    """Horizontal bars of each condition's mean ``metric`` ± its std over seeds (``table``: from
+    ``cl.study.mean_std``), sorted; a one-seed condition has no error bar."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 0.35 * len(table) + 1.2))
+    order = table[metric].sort_values().index
+    ax.barh(order, table.loc[order, metric], xerr=table.loc[order, f"{metric} std"].fillna(0), capsize=2)
+    ax.set(xlabel=f"{metric.replace('_', ' ')} (mean ± std over seeds)", xlim=(table[metric].min() - 5, None),
+           title=title)
     ax.figure.tight_layout()
     return ax
 

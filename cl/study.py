@@ -357,7 +357,7 @@ def execute(scale: str, only: list[str] | None = None) -> None:
         src = _ipynb(py, out_dir / "source" / f"{py.stem}.ipynb")
         dst = out_dir / f"{py.stem}.ipynb"
         try:
-            with _environment(**{progress.ENV: str(tracked)}), progress.watch(tracked):
+            with _environment(**{progress.ENV: str(tracked), "NEGATIVES_NOTEBOOK": py.stem}), progress.watch(tracked):
                 _execute_notebook(src, dst, parameters(scale, py.stem))
         except papermill.PapermillExecutionError as error:
             if error.ename in ("Interrupted", "KeyboardInterrupt"):

@@ -317,6 +317,19 @@ def check_data(cfg: Config, train_set: data.Dataset) -> None:
         raise ConfigError(problem)
 
 
+def datasets(cfg: Config, device="cpu", train_set: data.Dataset | None = None) -> tuple[data.Dataset, data.Dataset]:
+    """The training and test sets a run of ``cfg`` trains and evaluates on (its subsets drawn with its
+    seed), checked against the config; ``train_set``: the whole training set, when already loaded."""
+    train_set = train_set if train_set is not None else data.load(cfg.dataset, "train", device=device)
+    test_set = data.load(cfg.dataset, "test", device=device)
+    if cfg.train_subset:
+        train_set = train_set.subset(cfg.train_subset, cfg.seed)
+    if cfg.test_subset:
+        test_set = test_set.subset(cfg.test_subset, cfg.seed)
+    check_data(cfg, train_set)
+    return train_set, test_set
+
+
 def load_config(path) -> Config:
     """A YAML file of parameters, read with the safe loader (5e-4 is a number); ``{}`` is the defaults."""
     path = Path(path)
@@ -500,18 +513,13 @@ class Trainer:
         # selection, MoCHi): both are seeded and checkpointed, so a resumed run is identical
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.device_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1)
-        self.train_set = data.load(cfg.dataset, "train", device=self.device)
-        self.test_set = data.load(cfg.dataset, "test", device=self.device)
+        whole = data.load(cfg.dataset, "train", device=self.device)
         # the probe: images of the whole training set (before any subset), the same for every run
-        self.probe_index = (torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(PROBE_SEED))
+        self.probe_index = (torch.randperm(len(whole), generator=torch.Generator().manual_seed(PROBE_SEED))
                             [:cfg.probe].sort().values)
-        self.probe_images = self.train_set.images[self.probe_index.to(self.device)]
-        self.probe_labels = self.train_set.labels[self.probe_index.to(self.device)].cpu()
-        if cfg.train_subset:
-            self.train_set = self.train_set.subset(cfg.train_subset, cfg.seed)
-        if cfg.test_subset:
-            self.test_set = self.test_set.subset(cfg.test_subset, cfg.seed)
-        check_data(cfg, self.train_set)
+        self.probe_images = whole.images[self.probe_index.to(self.device)]
+        self.probe_labels = whole.labels[self.probe_index.to(self.device)].cpu()
+        self.train_set, self.test_set = datasets(cfg, self.device, whole)
         size = self.train_set.size
         self.aug_cfg = dataclasses.replace(augment.default_config(cfg.dataset, size),
                                            crop_scale=(cfg.crop_min, 1.0))

@@ -35,21 +35,14 @@ seeds = [0, 1, 2]             # seeds of the collapse comparison (paired 95 % in
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
 # %%
-import importlib.util
-import sys
-
-if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
-    sys.path.insert(0, "..")
-
 import pandas as pd
 import torch
 from IPython.display import display
 
+from cl import augment, data, losses, metrics, negatives, notebook, plots, study, train
 from cl.plots import source
-from cl import augment, data, losses, metrics, plots, study, train
 
-study.check_parameters(scale=scale, base=base, seeds=seeds, check_claims=check_claims)
-torch.manual_seed(0)
+NB = notebook.start(scale=scale, base=base, seeds=seeds, check_claims=check_claims)
 
 # %% [markdown]
 # ## 1 · Positives: two views of one image
@@ -102,7 +95,7 @@ for t in (0.05, 0.1, 0.2, 0.5, 1.0):
     losses.info_nce(pos, logits, t).backward()
     grad = logits.grad[0] * t                    # = softmax probability of each negative
     order = neg[0].argsort(descending=True)
-    share = grad[order[:205]].sum() / grad.sum()  # hardest 5 %
+    share = grad[order[:negatives.kept_count(len(order), "hardest", 0.05)]].sum() / grad.sum()  # hardest 5 %
     rows.append((t, losses.info_nce(pos, neg, t).item(), share.item()))
 grad_table = pd.DataFrame(rows, columns=["t", "loss", "gradient share of the hardest 5%"]).set_index("t")
 display(grad_table.round(3))
@@ -122,7 +115,7 @@ source(losses.positives_only)
 # %%
 # `moco` is notebook 02's baseline (same name, same config): trained once, used by both
 results = study.run_conditions({"moco": {}, "positives_only": {"loss": "positives_only"}},
-                               base, seeds, scale, "00_contrastive_learning")
+                               base, seeds, scale, NB)
 runs = {"InfoNCE (with negatives)": results["moco"][0], "positives only": results["positives_only"][0]}
 plots.curves(runs, keys=("loss", "knn_top1", "uniformity", "alignment"), title="with and without negatives");
 

@@ -36,23 +36,17 @@ comparison = {"epochs": 4}     # the comparison schedule of notebooks 02–06, f
 seeds = [0, 1, 2]              # seeds of those checks (paired 95 % intervals)
 
 # %%
-import importlib.util
-import sys
-
-if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
-    sys.path.insert(0, "..")
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from IPython.display import display
 
-from cl.plots import source
-from cl import augment, data, metrics, plots, study, train
+from cl import augment, metrics, notebook, plots, study, train
 from cl.moco import MoCo
+from cl.plots import source
 
-study.check_parameters(scale=scale, base=base, check_claims=check_claims, knn_target=knn_target,
-                       comparison=comparison, seeds=seeds)
+NB = notebook.start(scale=scale, base=base, check_claims=check_claims, knn_target=knn_target,
+                    comparison=comparison, seeds=seeds)
 
 
 # %% [markdown]
@@ -86,11 +80,7 @@ source(MoCo.enqueue)
 
 # %%
 cfg = train.Config.from_dict(base)
-train_set, test_set = data.load(cfg.dataset, "train"), data.load(cfg.dataset, "test")
-if cfg.train_subset:
-    train_set = train_set.subset(cfg.train_subset, cfg.seed)
-if cfg.test_subset:
-    test_set = test_set.subset(cfg.test_subset, cfg.seed)
+train_set, test_set = train.datasets(cfg)  # as the run sees them
 classes = train_set.classes
 
 
@@ -129,7 +119,7 @@ print(f"lr {recipe.lr}, momentum {recipe.sgd_momentum}, weight decay {recipe.wei
       f"{recipe.epochs} epochs, precision {recipe.precision}")
 
 # %%
-baseline = train.run(base, study.run_dir(scale, "01_moco_v2"), notebook="01_moco_v2", method="moco_v2")
+baseline = train.run(base, study.run_dir(scale, "01_moco_v2"), notebook=NB, method="moco_v2")
 plots.curves({"MoCo v2": baseline}, keys=("loss", "knn_top1", "alignment", "uniformity"),
              title="MoCo v2 on Fashion-MNIST (kNN on a 10k-image monitor bank)");
 
@@ -208,7 +198,7 @@ assert abs(accuracy - final["knn_top1"]) < 0.5, "the same classifier as the run'
 # MoCo v2 beats raw pixels is tested on the comparison schedule's seeds.
 
 # %%
-checks = study.run_conditions({"moco": {}, "moco_fp32": {"precision": "fp32"}}, comparison, seeds, scale, "01_moco_v2")
+checks = study.run_conditions({"moco": {}, "moco_fp32": {"precision": "fp32"}}, comparison, seeds, scale, NB)
 precision = {m: study.paired_difference(checks, "moco", "moco_fp32", m) for m in ("knn_top1", "linear_top1")}
 speed = study.t_interval([r["final"]["images_per_second"] / f["final"]["images_per_second"]
                           for r, f in zip(checks["moco"], checks["moco_fp32"])])

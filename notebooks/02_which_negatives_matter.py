@@ -53,26 +53,18 @@ random_shares = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.95]  # curve: a random shar
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
 # %%
-import importlib.util
-import sys
-
-if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
-    sys.path.insert(0, "..")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from IPython.display import Markdown, display
 
+from cl import analysis, negatives, notebook, plots, study, train
 from cl.plots import source
-from cl import augment, negatives, plots, study, train
 
-study.check_parameters(scale=scale, base=base, seeds=seeds, temperatures=temperatures, keep_shares=keep_shares,
-                       drop_shares=drop_shares, random_shares=random_shares, check_claims=check_claims)
+NB = notebook.start(scale=scale, base=base, seeds=seeds, temperatures=temperatures, keep_shares=keep_shares,
+                    drop_shares=drop_shares, random_shares=random_shares, check_claims=check_claims)
 
-NB = "02_which_negatives_matter"
 
 # %% [markdown]
 # ## Selecting negatives, per query
@@ -199,33 +191,26 @@ fig.tight_layout()
 # gradient shares are pooled over rows, so they depend on the positives' logits too.
 
 # %%
-def probe(run_name, n=1024, seed=1):
+def probe(run_name):
     trained, _ = train.load_model(study.run_dir(scale, run_name))
-    moco, ts = trained.moco, trained.train_set
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(ts), generator=g)[:n]
-    with torch.no_grad():
-        x1, x2 = trained.views(ts.images[idx], g)
-        q, k = F.normalize(moco.encoder_q(x1), dim=1), F.normalize(moco.encoder_k(x2), dim=1)
-        neg = q @ moco.queue.T
-        neg[moco.queue_index[None, :] == idx[:, None]] = -float("inf")
-        same_class = moco.queue_labels[None, :] == ts.labels[idx][:, None]
-        bands = negatives.difficulty_bands((q * k).sum(1), neg, trained.cfg.t, same_class=same_class)
-    finite = torch.isfinite(neg)
-    chance = (same_class & finite).sum().item() / finite.sum().item()
-    return trained, idx, neg, bands, chance
+    p = analysis.probe_queue(trained, n=1024)
+    bands = negatives.difficulty_bands(p.pos, p.neg, trained.cfg.t, same_class=p.same_class)
+    finite = torch.isfinite(p.neg)
+    chance = (p.same_class & finite).sum().item() / finite.sum().item()
+    return trained, p, bands, chance
 
 
 probes = {seed: probe(f"moco_s{seed}") for seed in seeds}
-trained, idx, neg, final_bands, chance = probes[seeds[0]]
+trained, first, final_bands, chance = probes[seeds[0]]
+idx, neg = first.idx, first.neg
 hardest = pd.DataFrame({"same-class fraction": final_bands["same_class_fraction"],
                         "gradient share": final_bands["gradient_share"],
                         "negatives per query": np.array(final_bands["band_counts"]) / len(idx)},
                        index=final_bands["band_names"])
 display(hardest.round(3))
 # the hardest band that no seed leaves empty (the 0.1 % of a queue under 1000 keys holds no key)
-band = next(b for b in range(len(bands)) if all(p[3]["same_class_fraction"][b] is not None for p in probes.values()))
-same_hardest = [p[3]["same_class_fraction"][band] for p in probes.values()]
+band = next(b for b in range(len(bands)) if all(p[2]["same_class_fraction"][b] is not None for p in probes.values()))
+same_hardest = [p[2]["same_class_fraction"][band] for p in probes.values()]
 print(f"same-class fraction of the hardest band ({bands[band]}), per seed: "
       f"{', '.join(f'{x:.3f}' for x in same_hardest)}; whole queue: {chance:.3f}")
 

@@ -48,26 +48,18 @@ paper_setting = {"source": "batch", "t": 0.5, "optimizer": "adam", "lr": 0.001, 
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
 # %%
-import importlib.util
-import sys
-
-if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
-    sys.path.insert(0, "..")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from IPython.display import Markdown, display
 
+from cl import analysis, losses, notebook, plots, study, train
 from cl.plots import source
-from cl import losses, plots, study, train
 
-study.check_parameters(scale=scale, base=base, seeds=seeds, tau_plus_sweep=tau_plus_sweep,
-                       paper_setting=paper_setting, check_claims=check_claims)
+NB = notebook.start(scale=scale, base=base, seeds=seeds, tau_plus_sweep=tau_plus_sweep,
+                    paper_setting=paper_setting, check_claims=check_claims)
 
-NB = "03_debiased"
 
 # %% [markdown]
 # ## The estimator in code
@@ -158,25 +150,20 @@ clamp_final = clamp.iloc[-1]
 
 # %%
 trained, _ = train.load_model(study.run_dir(scale, f"moco_s{seeds[0]}"))
-moco, ts = trained.moco, trained.train_set
+p = analysis.probe_queue(trained, n=512, seed=2)
+neg, same = p.neg, p.same_class & torch.isfinite(p.neg)  # the query's own key is not a positive
+# a random order of each row's same-class keys: uniform scores, other classes last
 g = torch.Generator().manual_seed(2)
-idx = torch.randperm(len(ts), generator=g)[:512]
-with torch.no_grad():
-    x1, x2 = trained.views(ts.images[idx], g)
-    q, k = F.normalize(moco.encoder_q(x1), dim=1), F.normalize(moco.encoder_k(x2), dim=1)
-    neg = q @ moco.queue.T
-    same = moco.queue_labels[None, :] == ts.labels[idx][:, None]
-    # a random order of each row's same-class keys: uniform scores, other classes last
-    order = torch.where(same, torch.rand(same.shape, generator=g), -1.0).argsort(dim=1, descending=True)
-    rows = []
-    for m in (1, 2, 4, 8, 16):
-        extra = neg.gather(1, order[:, : m - 1])  # M − 1 random same-class keys per row
-        pos_m = torch.cat([(q * k).sum(1, keepdim=True), extra], dim=1)
-        rows.append((m, losses.debiased(pos_m, neg, trained.cfg.t, 0.1).item(), pos_m.mean().item()))
+order = torch.where(same, torch.rand(same.shape, generator=g), -1.0).argsort(dim=1, descending=True)
+rows = []
+for m in (1, 2, 4, 8, 16):
+    extra = neg.gather(1, order[:, : m - 1])  # M − 1 random same-class keys per row
+    pos_m = torch.cat([p.pos[:, None], extra], dim=1)
+    rows.append((m, losses.debiased(pos_m, neg, trained.cfg.t, 0.1).item(), pos_m.mean().item()))
 m_table = pd.DataFrame(rows, columns=["M", "DCL loss (τ⁺ = 0.1)", "mean positive similarity"]).set_index("M")
 display(m_table.round(4))
 assert bool(same.gather(1, order[:, :15]).all()), "every extra positive shares the query's class"
-assert torch.allclose(losses.debiased((q * k).sum(1, keepdim=True), neg, 0.1, 0.1), losses.debiased((q * k).sum(1), neg, 0.1, 0.1))
+assert torch.allclose(losses.debiased(p.pos[:, None], neg, 0.1, 0.1), losses.debiased(p.pos, neg, 0.1, 0.1))
 
 # %% [markdown]
 # ## What we measured, against what the paper reported

@@ -50,25 +50,18 @@ paper_setting = {"source": "batch", "t": 0.5, "optimizer": "adam", "lr": 0.001, 
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
 # %%
-import importlib.util
-import sys
-
-if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
-    sys.path.insert(0, "..")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
+from cl import losses, negatives, notebook, plots, study, train
 from cl.plots import source
-from cl import losses, plots, study, train
 
-study.check_parameters(scale=scale, base=base, seeds=seeds, beta_sweep=beta_sweep, paper_betas=paper_betas,
-                       paper_setting=paper_setting, check_claims=check_claims)
+NB = notebook.start(scale=scale, base=base, seeds=seeds, beta_sweep=beta_sweep, paper_betas=paper_betas,
+                    paper_setting=paper_setting, check_claims=check_claims)
 
-NB = "04_hard_negative_sampling"
 
 # %%
 source(losses.hard)
@@ -80,7 +73,7 @@ source(losses.hard)
 # %%
 g = torch.Generator().manual_seed(0)
 row = (torch.randn(4096, generator=g) * 0.25).clamp(-1, 1)
-hardest = row.argsort(descending=True)[:205]
+hardest = row.argsort(descending=True)[:negatives.kept_count(len(row), "hardest", 0.05)]
 t = 0.1
 shares = {}
 for beta in (0.0, 0.5, 1.0, 2.0, 6.0):

@@ -46,25 +46,18 @@ variants = {                  # one seed each, exploratory: the paper's ratios w
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
 # %%
-import importlib.util
-import sys
-
-if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
-    sys.path.insert(0, "..")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
+from cl import data, negatives, notebook, plots, study, train
 from cl.plots import source
-from cl import data, negatives, plots, study, train
 
-study.check_parameters(scale=scale, base=base, seeds=seeds, mochi=mochi, mochi_large=mochi_large,
-                       variants=variants, check_claims=check_claims)
+NB = notebook.start(scale=scale, base=base, seeds=seeds, mochi=mochi, mochi_large=mochi_large,
+                    variants=variants, check_claims=check_claims)
 
-NB = "05_hard_negative_mixing"
 
 # %% [markdown]
 # mixup on two Fashion-MNIST images, λ ~ Beta(0.4, 0.4) (the input space; MoCHi mixes
@@ -161,14 +154,9 @@ display(study.formatted(table))
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
-for name, recs in results.items():
-    ep = recs[0]["epochs"]
-    axes[0].plot([e["epoch"] for e in ep], [e["knn_top1"] for e in ep], marker="o", label=name)
-    axes[1].scatter([r["final"]["uniformity"] for r in recs], [r["final"]["alignment"] for r in recs], label=name)
-axes[0].set(xlabel="epoch", ylabel="kNN top-1 (%)", title=f"seed {seeds[0]}")
-axes[1].set(xlabel="uniformity (lower: more uniform)", ylabel="alignment (lower: better aligned)",
-            title="final embedding, every seed")
-axes[0].legend(fontsize=8); axes[1].legend(fontsize=8)
+plots.curves({name: recs[0] for name, recs in results.items()}, keys=("knn_top1",), axes=axes[:1])
+axes[0].set_title(f"seed {seeds[0]} (monitor bank)")
+plots.alignment_uniformity(results, ax=axes[1])
 fig.tight_layout()
 
 # %% [markdown]

@@ -32,23 +32,15 @@ seeds = [0, 1, 2]             # seeds of the key comparisons (mean ± std)
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
 # %%
-import importlib.util
-import sys
-
-if importlib.util.find_spec("cl") is None:  # started outside `make lab`: the project root is ..
-    sys.path.insert(0, "..")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
+from cl import losses, notebook, plots, study, train
 from cl.plots import source
-from cl import losses, study, train
 
-study.check_parameters(scale=scale, base=base, seeds=seeds, check_claims=check_claims)
-NB = "06_supervised_contrastive"
+NB = notebook.start(scale=scale, base=base, seeds=seeds, check_claims=check_claims)
 
 # %%
 source(losses.supcon)
@@ -82,11 +74,7 @@ table = study.mean_std(results)
 display(study.formatted(table))
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 2.8))
-order = table["knn_top1"].sort_values().index
-ax.barh(order, table.loc[order, "knn_top1"], xerr=table.loc[order, "knn_top1 std"].fillna(0))
-ax.set(xlabel="kNN top-1 (%)", xlim=(table["knn_top1"].min() - 5, 100))
-fig.tight_layout()
+plots.means(table, "knn_top1", title=f"{train.Config.from_dict(base).epochs} epochs");
 
 # %% [markdown]
 # ## What we measured, against what the paper reported

@@ -6,8 +6,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from cl import models
-from cl import negatives
+from cl import models, negatives
 from cl.moco import MoCo, shuffle_batch, unshuffle_batch
 from cl.negatives import batch_pairs
 
@@ -129,6 +128,7 @@ def test_batch_pairs_is_the_simclr_source():
 
 def _worker(rank, world, init_file, out_dir):
     import torch.distributed as dist
+
     from cl.progress import RunProgress
     from cl.train import Config, Trainer
     torch.set_num_threads(1)
