@@ -55,13 +55,18 @@ class ParameterError(UserError, ValueError):
 
 
 def parameters(scale: str, notebook: str) -> dict:
-    """The papermill parameters of a notebook at a scale (params/<scale>/<notebook>.yaml)."""
+    """The papermill parameters of a notebook at a scale: those of the scale's shared
+    ``params/<scale>/base.yaml`` that the notebook declares, then its own
+    ``params/<scale>/<notebook>.yaml`` (only what differs; it may be absent)."""
     if scale not in SCALES:
         raise ParameterError(f"unknown scale {scale!r}: use one of {SCALES}")
-    path = PARAMS / scale / f"{notebook}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no parameters for {notebook} at scale {scale}: write {path}")
-    return cli.load_yaml(path.read_text()) or {}
+    shared_path, own_path = PARAMS / scale / "base.yaml", PARAMS / scale / f"{notebook}.yaml"
+    if not shared_path.exists():
+        raise FileNotFoundError(f"no shared parameters for scale {scale}: write {_shown(shared_path)}")
+    declared = declared_parameters(NOTEBOOKS / f"{notebook}.py")
+    shared = {k: v for k, v in (cli.load_yaml(shared_path.read_text()) or {}).items() if k in declared}
+    own = cli.load_yaml(own_path.read_text()) or {} if own_path.exists() else {}
+    return {**shared, **own}
 
 
 def declared_parameters(py: Path) -> list[str]:
@@ -95,6 +100,12 @@ def check_parameters(**parameters) -> None:
 
 def check_notebook_parameters(scale: str, only: list[str] | None = None) -> None:
     """Check the parameter files of a scale (params/<scale>/) against the notebooks, before any runs."""
+    shared = cli.load_yaml((PARAMS / scale / "base.yaml").read_text()) or {} if (PARAMS / scale / "base.yaml").exists() else {}
+    anywhere = {name for py in notebooks() for name in declared_parameters(py)}
+    for name in shared:
+        if name not in anywhere:
+            raise ParameterError(f"{_shown(PARAMS / scale)}/base.yaml: {name} is a parameter of no notebook "
+                                 f"(theirs: {', '.join(sorted(anywhere))})")
     for py in notebooks():
         if only and py.stem not in only:
             continue
@@ -105,7 +116,7 @@ def check_notebook_parameters(scale: str, only: list[str] | None = None) -> None
                 raise ParameterError(_unknown(unknown, declared))
             _check_values(given)
         except ParameterError as error:
-            raise ParameterError(f"{_shown(PARAMS / scale / py.stem)}.yaml: {error}") from None
+            raise ParameterError(f"{_shown(PARAMS / scale / py.stem)}.yaml (with {scale}/base.yaml): {error}") from None
 
 
 def _unknown(names: list[str], declared: list[str]) -> str:

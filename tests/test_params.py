@@ -9,7 +9,7 @@ from cl import study
 from cl.train import Config, Trainer
 
 # keys of a notebook's parameters that hold cl.train.Config overrides (one dict, or a dict of dicts)
-OVERRIDES = ("paper_setting", "mochi", "mochi_large", "comparison")
+OVERRIDES = ("paper_setting", "mochi", "mochi_large", "baseline")
 NAMED_OVERRIDES = ("variants",)
 
 

@@ -52,28 +52,3 @@ def test_jupytext_pairs_ipynb_with_percent_scripts():
 def test_ci_calls_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text() and "make run" in (ROOT / "README.md").read_text()
-
-
-def test_notebooks_that_share_runs_share_their_base_at_every_scale():
-    # 00–06 all train the condition "moco" (run moco_s<seed>) on their base (01: on its
-    # `comparison` schedule); a shared run name with two configs would stop the second notebook
-    # with a ConfigError.
-    sharing = [py.stem for py in study.notebooks() if '"moco": {}' in py.read_text()]
-    assert len(sharing) >= 2
-    for scale in study.SCALES:
-        bases = {name: study.parameters(scale, name).get("comparison", study.parameters(scale, name)["base"])
-                 for name in sharing}
-        assert len({repr(sorted(b.items())) for b in bases.values()}) == 1, (scale, bases)
-
-
-def test_the_dcl_hcl_paper_setting_is_one_setting_shared_by_03_and_04():
-    # simclr_paper and debiased_paper runs are shared: their setting must agree at every scale
-    import ast
-    for scale in study.SCALES:
-        settings = []
-        for name in ("03_debiased", "04_hard_negative_sampling"):
-            params = study.parameters(scale, name)
-            text = (ROOT / "notebooks" / f"{name}.py").read_text()
-            default = text.split("paper_setting = ", 1)[1].split("  #", 1)[0]
-            settings.append(params.get("paper_setting", ast.literal_eval(default)))
-        assert settings[0] == settings[1], scale

@@ -49,12 +49,13 @@ def test_mean_std_over_seeds():
     assert shown.loc["a", "knn_top1"] == "82.00 ± 2.83" and shown.loc["b", "knn_top1"] == "70.00"
 
 
-def test_parameters_name_the_missing_file_and_check_the_scale():
+def test_parameters_name_the_missing_file_and_check_the_scale(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown scale"):
         study.parameters("huge", "01_moco_v2")
-    with pytest.raises(FileNotFoundError, match="params/cpu/99_nothing.yaml"):
-        study.parameters("cpu", "99_nothing")
     assert study.parameters("smoke", "01_moco_v2")["check_claims"] is False
+    monkeypatch.setattr(study, "PARAMS", tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"no shared parameters for scale smoke: write {tmp_path}/smoke/base.yaml"):
+        study.parameters("smoke", "01_moco_v2")
 
 
 def test_notebooks_are_in_the_study_order():
