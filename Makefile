@@ -9,13 +9,12 @@ VENV ?= $(HOME)/.cache/negatives/venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-$(shell sha1sum requirements.txt | cut -c1-16)
 SCALE ?= cpu
-export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup env data run notebooks lab test bench clean
+.PHONY: help setup env editable data run notebooks lab test lint bench clean
 
 help:
-	@echo "make run | test | lab | notebooks | bench | clean   (SCALE=smoke|cpu|gpu for run)"
+	@echo "make run | test | lab | notebooks | lint | bench | clean   (SCALE=smoke|cpu|gpu for run)"
 
 env: $(STAMP)
 $(STAMP): requirements.txt
@@ -28,9 +27,16 @@ $(STAMP): requirements.txt
 	  echo "       Check that PyPI is reachable; torch==2.14.1 is large when not on local disk."; exit 1; }
 	rm -f $(VENV)/.requirements-* && touch $@
 
+# the cl package, installed in editable mode: notebooks and scripts import it from anywhere, and
+# an edit of cl/ takes effect at once. A clone of its own installs itself (the venv is shared).
+editable: env
+	@$(PY) -c "import cl, pathlib, sys; sys.exit(pathlib.Path(cl.__file__).parent != pathlib.Path('cl').resolve())" \
+	  2>/dev/null || $(PY) -m pip install --quiet --no-deps --no-build-isolation -e . > /dev/null 2>&1 || { \
+	  echo "error: pip could not install the cl package in editable mode (pip install -e .) into $(VENV)."; exit 1; }
+
 # Data and WordNet: tried online first, else from Debian's packages (installed when
 # missing and apt-get is usable), else a clear error. A second call fetches nothing.
-data: env
+data: editable
 	$(PY) -m cl.data fetch
 	$(PY) -m cl.semantics fetch
 
@@ -39,7 +45,7 @@ setup: env data
 run: setup
 	$(PY) -m cl.study run --scale $(SCALE)
 
-notebooks: env
+notebooks: editable
 	$(PY) -m jupytext --sync notebooks/*.py
 
 lab: setup notebooks
@@ -49,6 +55,9 @@ test: setup
 	rm -rf runs/smoke
 	$(PY) -m cl.study prepare --scale smoke
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider tests runs/smoke/notebooks/*.ipynb
+
+lint: editable
+	$(PY) -m ruff check cl tests notebooks
 
 bench: setup
 	$(PY) -m cl.bench
