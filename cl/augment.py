@@ -370,13 +370,34 @@ _STATS = {
 }
 
 
-def default_config(name: str, size: int) -> AugmentConfig:
+def default_config(name: str, size: int, images: torch.Tensor | None = None) -> AugmentConfig:
     """Recipe for a data set: MoCo v2 aug+ for RGB sets, crop/flip/brightness/contrast
-    (no saturation, hue, grayscale or blur) for grayscale Fashion-MNIST."""
-    if name not in _STATS:
-        raise ValueError(f"unknown data set {name!r}; known: {sorted(_STATS)}")
-    mean, std = _STATS[name]
-    if name == "fashion_mnist":
+    (no saturation, hue, grayscale or blur) for grayscale Fashion-MNIST. An image folder
+    (``imagefolder:PATH``) is normalised with the statistics of its training ``images``
+    (uint8, (N, C, H, W)), computed here."""
+    if name.startswith("imagefolder:"):
+        if images is None:
+            raise ValueError(f"{name}: pass its training images to compute the normalisation")
+        mean, std = channel_statistics(images)
+    elif name in _STATS:
+        mean, std = _STATS[name]
+    else:
+        raise ValueError(f"unknown data set {name!r}; known: {sorted(_STATS)} and imagefolder:PATH")
+    if name == "fashion_mnist" or len(mean) == 1:
         return AugmentConfig(size=size, saturation=0.0, hue=0.0, grayscale_p=0.0, blur_p=0.0,
                              mean=mean, std=std)
     return AugmentConfig(size=size, mean=mean, std=std)
+
+
+def channel_statistics(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) as floats in [0, 1], in chunks of images."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk].to("cpu", torch.float64) / 255
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.pow(2).sum(dim=(0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / n
+    std = (squares / n - mean ** 2).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())

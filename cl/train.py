@@ -82,6 +82,7 @@ CHOICES = {  # every string key but dataset and device: its allowed values
 }
 RANGES = {  # every numeric key: the interval its value lies in, as the error message shows it
     "train_subset": "[0, inf)",
+    "image_size": "[0, inf)",
     "test_subset": "[0, inf)",
     "width": "[1, inf)",
     "dim": "[1, inf)",
@@ -121,7 +122,10 @@ class Config:
     """Every knob of a training run. Defaults are the cpu-scale MoCo v2 baseline."""
 
     # data
-    dataset: str = "fashion_mnist"
+    dataset: str = "fashion_mnist"  # or cifar10 | cifar100 | stl10 | imagefolder:PATH (PATH/<split>/<class>/<image>)
+    image_size: int = 0            # resize to this many pixels (imagefolder needs it; 0 = the data set's own)
+    train_split: str = "train"     # imagefolder: the training split's folder
+    test_split: str = "test"       # imagefolder: the evaluation split's folder (ImageNet-style trees: val)
     train_subset: int = 0          # use this many training images (0 = all)
     test_subset: int = 0           # evaluate on this many test images (0 = all)
     # encoder
@@ -269,11 +273,16 @@ def _dataset_problem(cfg: Config) -> str | None:
     name = cfg.dataset
     if name.startswith("imagefolder:"):
         folder = Path(name.removeprefix("imagefolder:"))
-        missing = [split for split in ("train", "test") if not (folder / split).is_dir()]
-        return (f"dataset {name!r}: {folder} has no {' and no '.join(f'{m}/' for m in missing)} folder "
-                "(one per split, each with one folder per class)") if missing else None
+        missing = [split for split in (cfg.train_split, cfg.test_split) if not (folder / split).is_dir()]
+        if missing:
+            return (f"dataset {name!r}: {folder} has no {' and no '.join(f'{m}/' for m in missing)} folder "
+                    "(one per split, each with one folder per class; set train_split and test_split to "
+                    "their names, e.g. test_split: val)")
+        return None if cfg.image_size else f"dataset {name!r}: set image_size (e.g. 64 or 224) to resize its images to"
     if name not in data.SPLIT_SIZES:
         return f"dataset must be one of {', '.join(data.NAMES)}, not {name!r}"
+    if (cfg.train_split, cfg.test_split) != ("train", "test"):
+        return f"train_split and test_split name an image folder's splits; {name} has train and test"
     sizes = data.SPLIT_SIZES[name]
     for key, split in (("train_subset", "train"), ("test_subset", "test")):
         if getattr(cfg, key) > sizes[split]:
@@ -320,8 +329,10 @@ def check_data(cfg: Config, train_set: data.Dataset) -> None:
 def datasets(cfg: Config, device="cpu", train_set: data.Dataset | None = None) -> tuple[data.Dataset, data.Dataset]:
     """The training and test sets a run of ``cfg`` trains and evaluates on (its subsets drawn with its
     seed), checked against the config; ``train_set``: the whole training set, when already loaded."""
-    train_set = train_set if train_set is not None else data.load(cfg.dataset, "train", device=device)
-    test_set = data.load(cfg.dataset, "test", device=device)
+    size = cfg.image_size or None
+    train_set = train_set if train_set is not None else data.load(cfg.dataset, cfg.train_split, device=device,
+                                                                  image_size=size)
+    test_set = data.load(cfg.dataset, cfg.test_split, device=device, image_size=size)
     if cfg.train_subset:
         train_set = train_set.subset(cfg.train_subset, cfg.seed)
     if cfg.test_subset:
@@ -513,7 +524,7 @@ class Trainer:
         # selection, MoCHi): both are seeded and checkpointed, so a resumed run is identical
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.device_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1)
-        whole = data.load(cfg.dataset, "train", device=self.device)
+        whole = data.load(cfg.dataset, cfg.train_split, device=self.device, image_size=cfg.image_size or None)
         # the probe: images of the whole training set (before any subset), the same for every run
         self.probe_index = (torch.randperm(len(whole), generator=torch.Generator().manual_seed(PROBE_SEED))
                             [:cfg.probe].sort().values)
@@ -521,7 +532,7 @@ class Trainer:
         self.probe_labels = whole.labels[self.probe_index.to(self.device)].cpu()
         self.train_set, self.test_set = datasets(cfg, self.device, whole)
         size = self.train_set.size
-        self.aug_cfg = dataclasses.replace(augment.default_config(cfg.dataset, size),
+        self.aug_cfg = dataclasses.replace(augment.default_config(cfg.dataset, size, whole.images),
                                            crop_scale=(cfg.crop_min, 1.0))
         self.views = augment.TwoViews(self.aug_cfg, self.train_set.channels)
         encoder = models.build_encoder(cfg.arch, self.train_set.channels, cfg.width, cfg.head,
