@@ -16,24 +16,27 @@ float32, in log space, so that ``e^{s/t}`` neither overflows nor underflows even
 small temperatures.
 """
 
+from __future__ import annotations
+
 import math
 
 import torch
+from torch import Tensor
 
 
-def info_nce(pos, neg, t):
+def info_nce(pos: Tensor, neg: Tensor, t: float) -> Tensor:
     """InfoNCE, the MoCo loss: cross-entropy over ``[pos, neg] / t`` with target 0,
 
         L = −log( e^{pos/t} / (e^{pos/t} + Σ_k e^{neg_k/t}) ),
 
-    averaged over the batch.
+    averaged over the batch. Notebook 00 derives it; notebook 02 selects its negatives.
     """
     pos, neg, _ = _validated(pos, neg, t)
     logits = torch.cat([pos[:, None], neg], dim=1) / t
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
-def debiased(pos, neg, t, tau_plus):
+def debiased(pos: Tensor, neg: Tensor, t: float, tau_plus: float) -> Tensor:
     """Debiased contrastive loss, DCL (Chuang et al. 2020), the official estimator:
 
         Ng = max( (Σ_i e^{s(u_i)/t} − τ⁺·N·(1/M)Σ_j e^{s(v_j)/t}) / (1 − τ⁺),  N·e^{−1/t} )
@@ -46,7 +49,7 @@ def debiased(pos, neg, t, tau_plus):
     (the paper's semi-supervised form). With M positives the τ⁺ term uses the mean
     (1/M)Σ_j e^{s(v_j)/t}, and the loss is the mean over the M positives of
     −log( e^{s(v_j)/t} / (e^{s(v_j)/t} + Ng) ), every one with the row's single Ng;
-    (B, 1) is the same as (B,).
+    (B, 1) is the same as (B,). Notebook 03 explains and trains it.
     """
     pos, neg, n = _validated(pos, neg, t, several_positives=True)
     _check_tau_plus(tau_plus)
@@ -54,7 +57,7 @@ def debiased(pos, neg, t, tau_plus):
     return _debiased_loss(pos / t, log_negative_mass, n, t, tau_plus)
 
 
-def hard(pos, neg, t, tau_plus, beta):
+def hard(pos: Tensor, neg: Tensor, t: float, tau_plus: float, beta: float) -> Tensor:
     """Hard negative sampling, HCL (Robinson et al. 2021), the official estimator:
 
         imp_i    = e^{β·s(u_i)/t}
@@ -64,14 +67,14 @@ def hard(pos, neg, t, tau_plus, beta):
 
     β multiplies the temperature-scaled similarity and the weights are self-normalised
     by their mean over the row's N finite negatives, as in the official code. β = 0
-    gives back ``debiased`` exactly. ``pos`` may be (B, M) as in ``debiased``.
+    gives back ``debiased`` exactly. ``pos`` may be (B, M) as in ``debiased``. Notebook 04.
     """
     pos, neg, n = _validated(pos, neg, t, several_positives=True)
     _check_tau_plus(tau_plus)
     return _debiased_loss(pos / t, _log_reweighted_mass(neg, t, beta, n), n, t, tau_plus)
 
 
-def clamp_binds(pos, neg, t, tau_plus, beta=None):
+def clamp_binds(pos: Tensor, neg: Tensor, t: float, tau_plus: float, beta: float | None = None) -> Tensor:
     """(B,) bool: the rows where DCL's (``beta=None``) or HCL's estimate of the true
     negatives' mass falls to its floor, ``(mass − τ⁺·N·e^{pos/t}) / (1 − τ⁺) ≤ N·e^{−1/t}``.
 
@@ -96,7 +99,7 @@ def _log_reweighted_mass(neg, t, beta, n):
     return torch.logsumexp(log_importance + logits, dim=1) - log_mean_importance
 
 
-def positives_only(pos, t):
+def positives_only(pos: Tensor, t: float) -> Tensor:
     """The objective without negatives: pull each query to its positive, L = −E[pos]/t.
 
     It is minimised by mapping every image to the same point (pos = 1 for all pairs):
@@ -106,7 +109,7 @@ def positives_only(pos, t):
     return -_at_least_float32(pos).mean() / t
 
 
-def supcon(z, labels, t, base_t=None):
+def supcon(z: Tensor, labels: Tensor, t: float, base_t: float | None = None) -> Tensor:
     """Supervised contrastive loss L_out (Khosla et al. 2020, eq. 2):
 
         L_out = mean_i −(1/|P(i)|) Σ_{p∈P(i)} log( e^{z_i·z_p/t} / Σ_{a≠i} e^{z_i·z_a/t} )
@@ -118,7 +121,7 @@ def supcon(z, labels, t, base_t=None):
 
     Anchors with no positive (a label seen once, only possible with a single view) are
     left out of the mean; the official code counts them as zero loss instead. With
-    ≥ 2 views every anchor has a positive and the two agree.
+    ≥ 2 views every anchor has a positive and the two agree. Notebook 06.
     """
     base_t = t if base_t is None else base_t
     _check_temperature(t)

@@ -1,5 +1,8 @@
 """Evaluation of a representation: kNN monitor, linear probe, alignment and uniformity.
 
+Notebook 00 introduces alignment and uniformity (Wang & Isola 2020); notebook 01 the kNN and
+linear-probe protocols and the raw-pixel bar they must clear.
+
 Protocols as peers use them: the kNN monitor of InstDisc (Wu et al. 2018) (cosine
 similarity, k=200 neighbours, votes weighted by e^{s/0.1}) and a linear classifier trained
 on frozen features. Alignment and uniformity are Wang & Isola's (2020).

@@ -72,7 +72,7 @@ class Pair(NamedTuple):
 
 
 class MoCo(nn.Module):
-    """Query encoder, momentum key encoder and a labelled FIFO queue of keys."""
+    """Query encoder, momentum key encoder and a labelled FIFO queue of keys (notebook 01)."""
 
     def __init__(self, encoder: nn.Module, dim: int, K: int = 4096, m: float = 0.99,
                  shuffle_bn: bool = True):

@@ -7,18 +7,25 @@
   they carry, for logging.
 - ``mochi`` and ``mochi_logits``: hard negative mixing (Kalantidis et al. 2020), as the
   paper defines it; ``mochi_draw`` and ``mixed_logits``: the same logits as training
-  computes them, from similarities already at hand.
+  computes them, from similarities already at hand; ``Mochi``: that synthesis during
+  training, with the queue's key-key similarity table (notebook 05).
+- ``batch_pairs``: the other source of negatives, the other views of the batch (SimCLR).
+
+Notebook 02 explains the selections and the bands.
 
 Ranks are per row and over finite entries only, so every function accepts rows that
 already contain removed (``-inf``) entries: an unfilled queue, an earlier selection.
 Ties in similarity go to the lower queue index (it counts as the harder one).
 """
 
+from __future__ import annotations
+
 import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 MODES = ("all", "hardest", "drop_hardest", "easiest", "random", "drop_same_class")
 KEEP_MODES = ("hardest", "easiest", "random")  # fraction = the share of the row kept
@@ -34,7 +41,7 @@ _INTEGER_SLACK = 1e-9
 _NORM_EPS = 1e-12  # as F.normalize
 
 
-def kept_count(n_finite, mode, fraction=None):
+def kept_count(n_finite: int | Tensor, mode: str, fraction: float | None = None) -> int | Tensor:
     """How many of a row's ``n_finite`` (N) finite negatives ``select`` keeps.
 
     The rounding always errs towards keeping, and a non-empty row keeps at least one:
@@ -62,7 +69,7 @@ def kept_count(n_finite, mode, fraction=None):
     return keep if isinstance(n_finite, torch.Tensor) else int(keep)
 
 
-def difficulty_rank(neg):
+def difficulty_rank(neg: Tensor) -> Tensor:
     """Rank of each negative within its row, 0 = hardest (most similar to the query).
 
     Finite entries of a row with N of them get the ranks 0..N−1; removed entries
@@ -71,8 +78,9 @@ def difficulty_rank(neg):
     return _rank_within_rows(neg, torch.isfinite(neg))
 
 
-def select(neg, mode, fraction=None, *, labels=None, queue_labels=None, generator=None):
-    """The subset of each query's negatives that the loss sees (Cai et al. 2020).
+def select(neg: Tensor, mode: str, fraction: float | None = None, *, labels: Tensor | None = None,
+           queue_labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """The subset of each query's negatives that the loss sees (Cai et al. 2020); notebook 02.
 
     Returns ``neg`` with the dropped entries set to −inf; the kept entries keep their
     gradient. Per row, over its N finite entries, ranked by ``difficulty_rank``:
@@ -111,7 +119,7 @@ def select(neg, mode, fraction=None, *, labels=None, queue_labels=None, generato
 
 
 @torch.no_grad()
-def difficulty_bands(pos, neg, t, same_class=None):
+def difficulty_bands(pos: Tensor, neg: Tensor, t: float, same_class: Tensor | None = None) -> dict:
     """Statistics of the negatives by difficulty, for logging (no gradient).
 
     Bands: a row with N finite negatives, ranked r = 0 (hardest) .. N−1, puts rank r in
@@ -172,7 +180,7 @@ class MochiDraw(NamedTuple):
     beta: torch.Tensor
 
 
-def mochi_draw(neg, n_hard, s, s_prime, generator=None) -> MochiDraw:
+def mochi_draw(neg: Tensor, n_hard: int, s: int, s_prime: int, generator: torch.Generator | None = None) -> MochiDraw:
     """Draw MoCHi's mixes for each query from its similarities ``neg`` (B, K) to the whole queue:
 
         Q̃ = the n_hard most similar queue entries;  for k ≤ s: n_i, n_j ∈ Q̃, i ≠ j, α_k ~ U[0, 1);
@@ -199,7 +207,8 @@ def mochi_draw(neg, n_hard, s, s_prime, generator=None) -> MochiDraw:
                          hardest.gather(1, partner), beta)
 
 
-def mochi(q, queue, n_hard, s, s_prime, generator=None, *, return_coefficients=False):
+def mochi(q: Tensor, queue: Tensor, n_hard: int, s: int, s_prime: int, generator: torch.Generator | None = None,
+          *, return_coefficients: bool = False):
     """Synthetic hard negatives by mixing, MoCHi (Kalantidis et al. 2020), per query:
 
         Q̃   = the n_hard negatives of ``queue`` most similar to q
@@ -231,7 +240,7 @@ def mochi(q, queue, n_hard, s, s_prime, generator=None, *, return_coefficients=F
     return synthetic
 
 
-def mochi_logits(q, synthetic):
+def mochi_logits(q: Tensor, synthetic: Tensor) -> Tensor:
     """Similarity of each query with its own synthetic negatives, (B, s + s′):
     ``logits[b, k] = q_b · synthetic[b, k]``. Append to the row: ``torch.cat([neg, extra], 1)``.
     The gradient reaches q, never the synthetic negatives."""
@@ -240,7 +249,7 @@ def mochi_logits(q, synthetic):
     return torch.einsum("bd,bnd->bn", q, synthetic.to(q.dtype))
 
 
-def mixed_logits(q, neg, draw: MochiDraw, pair_similarity):
+def mixed_logits(q: Tensor, neg: Tensor, draw: MochiDraw, pair_similarity: Tensor) -> Tensor:
     """``mochi_logits(q, mochi(...))`` for the mixes of ``draw``, without building the vectors.
 
     q (B, d) and the queue's keys n are unit vectors (MoCo normalises both); neg = q·queueᵀ
@@ -256,22 +265,23 @@ def mixed_logits(q, neg, draw: MochiDraw, pair_similarity):
     gradient with respect to q is h_k, resp. h′_k: the synthetic negatives get no gradient,
     as in the paper. (B, s + s′), in at least float32.
     """
-    a, b = draw.alpha, draw.beta
+    a, b = draw.alpha, draw.beta  # (B, s) mixing weights of the pairs, (B, s′) query shares
     s = a.shape[1]
-    # one gather (and one scatter in the backward pass) for the three index sets
+    # q·n for the three index sets, in one gather (one scatter in the backward pass):
+    # n_i, n_j (B, s) the two keys of each pair, n_p (B, s′) the key mixed with the query
     n_i, n_j, n_p = neg.gather(1, torch.cat([draw.first, draw.second, draw.partner], 1)).float().split(
         [s, s, b.shape[1]], dim=1)
     with torch.no_grad():
         pair_norm = (a ** 2 + (1 - a) ** 2 + 2 * a * (1 - a) * pair_similarity.float()).clamp_min(0).sqrt()
         query_norm = (b ** 2 + (1 - b) ** 2 + 2 * b * (1 - b) * n_p).clamp_min(0).sqrt()
-    q_self = (q.float() * q.detach().float()).sum(1, keepdim=True)  # value q·q = 1, gradient sg(q)
+    q_self = (q.float() * q.detach().float()).sum(1, keepdim=True)  # (B, 1): value q·q = 1, gradient sg(q)
     pair_logits = (a * n_i + (1 - a) * n_j) / pair_norm.clamp_min(_NORM_EPS)
     query_logits = (b * q_self + (1 - b) * n_p) / query_norm.clamp_min(_NORM_EPS)
-    return torch.cat([pair_logits, query_logits], dim=1)
+    return torch.cat([pair_logits, query_logits], dim=1)  # (B, s + s′)
 
 
 
-def batch_pairs(z: torch.Tensor, labels: torch.Tensor):
+def batch_pairs(z: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The SimCLR source of negatives, as DCL and HCL were published: in-batch views.
 
     ``z`` (2B, d) holds the normalised embeddings of view 1 then view 2 of B images, and
@@ -367,19 +377,19 @@ def _random_subset(finite, n_finite, n_keep, generator):
     draws hold fewer than n_keep distinct values: the n_keep largest of uniform random scores
     (Gumbel-top-k), which ranks the whole row.
     """
-    batch, width = finite.shape
+    batch, width = finite.shape  # (B, K)
     draw = dict(generator=generator, device=finite.device)
     k = int(n_keep.max()) if n_keep.numel() else 0
     if k and int(n_finite.min()) == width and 8 * k <= width:
-        draws = torch.randint(width, (batch, 2 * k), **draw)
-        ordered, order = draws.sort(dim=1, stable=True)
+        draws = torch.randint(width, (batch, 2 * k), **draw)  # (B, 2k) column indices, with repeats
+        ordered, order = draws.sort(dim=1, stable=True)  # (B, 2k) each: sorted values, their positions
         first_in_order = torch.ones_like(ordered, dtype=torch.bool)
-        first_in_order[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # first occurrence of its value
-        is_new = torch.empty_like(first_in_order).scatter_(1, order, first_in_order)
-        take = is_new & (is_new.cumsum(dim=1) <= n_keep)
+        first_in_order[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # (B, 2k): first occurrence of its value
+        is_new = torch.empty_like(first_in_order).scatter_(1, order, first_in_order)  # (B, 2k), in draw order
+        take = is_new & (is_new.cumsum(dim=1) <= n_keep)  # (B, 2k): the first n_keep distinct draws
         if bool((take.sum(dim=1, keepdim=True) == n_keep).all()):
             return torch.zeros(batch, width, dtype=torch.uint8, device=finite.device).scatter_add_(
-                1, draws, take.to(torch.uint8)).bool()
+                1, draws, take.to(torch.uint8)).bool()  # (B, K) mask
     return _largest(torch.rand(finite.shape, **draw).masked_fill(~finite, -math.inf), n_keep)
 
 

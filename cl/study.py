@@ -532,15 +532,16 @@ def write_summary(scale: str) -> Path:
 
 
 def main(argv=None) -> int:
-    """``python -m cl.study run | prepare | summary | table | report``; an expected failure is one line,
-    exit status 1."""
+    """``python -m cl.study run | prepare | summary | table | report | parameters``; an expected failure is
+    one line, exit status 1."""
     return cli.run_main(_main, argv)
 
 
 def _main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "prepare", "summary", "table", "report"],
-                        help="table: print the results as Markdown (--readme: write them into README.md)")
+    parser.add_argument("action", choices=["run", "prepare", "summary", "table", "report", "parameters"],
+                        help="table: print the results as Markdown (--readme: write them into README.md); "
+                             "parameters: print the --only notebook's parameters at --scale as YAML (papermill -f)")
     parser.add_argument("--readme", action="store_true", help="with table: fill README.md's results block")
     parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--only", nargs="*", help="notebook names (default: all, in order)")
@@ -558,6 +559,11 @@ def _main(argv) -> int:
     elif args.action == "report":
         from cl import report
         print(_shown(report.write_report(args.scale)))
+    elif args.action == "parameters":
+        if not args.only or len(args.only) != 1:
+            raise ParameterError("parameters needs one notebook: --only NAME, e.g. --only 01_moco_v2")
+        import yaml
+        print(yaml.safe_dump(parameters(args.scale, args.only[0]), sort_keys=False), end="")
     else:
         print(write_summary(args.scale))
     return 0
