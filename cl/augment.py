@@ -282,7 +282,8 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int | None = None) -> T
     size = blur_kernel_size(height) if kernel_size is None else kernel_size
     kernels = gaussian_kernels(sigma.to(x.dtype), size).repeat_interleave(channels, dim=0)
     half = size // 2
-    padded = F.pad(x, (half, half, half, half), mode="reflect").reshape(1, batch * channels, height + 2 * half,
+    padded = F.pad(x, (half, half, half, half), mode="reflect")
+    padded = padded.reshape(1, batch * channels, height + 2 * half,
                                                                        width + 2 * half)
     rows = F.conv2d(padded, kernels.view(-1, 1, 1, size), groups=batch * channels)
     out = F.conv2d(rows, kernels.view(-1, 1, size, 1), groups=batch * channels)
@@ -389,7 +390,7 @@ def default_config(name: str, size: int, images: torch.Tensor | None = None) -> 
     return AugmentConfig(size=size, mean=mean, std=std)
 
 
-def channel_statistics(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_statistics(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], ...]:
     """Per-channel mean and std of uint8 images (N, C, H, W) as floats in [0, 1], in chunks of images."""
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)

@@ -74,7 +74,8 @@ def _stepper(trainer: Trainer):
     """One full training step (augmentation included) of a Trainer, on a random batch."""
     g = torch.Generator().manual_seed(0)
     n = len(trainer.train_set)
-    return lambda: trainer.train_step(torch.randint(n, (trainer.cfg.batch_size,), generator=g), progress=10**6)
+    batch = lambda: torch.randint(n, (trainer.cfg.batch_size,), generator=g)
+    return lambda: trainer.train_step(batch(), progress=10**6)
 
 
 def step_seconds(trainer: Trainer, steps: int, warmup: int = 2) -> float:
@@ -92,7 +93,8 @@ def cost_ratios(base: Trainer, others: dict[str, Trainer], rounds: int, warmup: 
 
 def augment_images_per_second(trainer: Trainer, steps: int = 20) -> float:
     batch = trainer.train_set.images[: trainer.cfg.batch_size]
-    return trainer.cfg.batch_size / _median_seconds(lambda: trainer.views(batch, trainer.device_generator), steps)
+    views = lambda: trainer.views(batch, trainer.device_generator)
+    return trainer.cfg.batch_size / _median_seconds(views, steps)
 
 
 class _PILTwoViews(torch.utils.data.Dataset):
@@ -136,7 +138,8 @@ def pool_speedup(runs: int = 2) -> float:
     seconds = {}
     for workers in ("1", str(runs)):
         with tempfile.TemporaryDirectory() as tmp, _environment(pool.ENV, workers):
-            jobs = [(Config.from_dict({**config, "seed": seed}), Path(tmp) / f"s{seed}") for seed in range(runs)]
+            jobs = [(Config.from_dict({**config, "seed": seed}), Path(tmp) / f"s{seed}")
+                    for seed in range(runs)]
             start = time.perf_counter()
             pool.train_all(jobs)
             seconds[workers] = time.perf_counter() - start
@@ -162,22 +165,28 @@ def main():
     plain = step_seconds(cnn, steps=10)
     report["small_cnn_step_images_per_second"] = BASE["batch_size"] / plain
     # the default bf16 encoder against float32, interleaved step by step
-    fp32 = cost_ratios(cnn, {"fp32": Trainer(Config.from_dict({**BASE, "precision": "fp32"}))}, rounds=20)["fp32"]
+    fp32_trainer = Trainer(Config.from_dict({**BASE, "precision": "fp32"}))
+    fp32 = cost_ratios(cnn, {"fp32": fp32_trainer}, rounds=20)["fp32"]
     report["bf16_speedup_over_fp32"] = fp32
     resnet_cfg = {**BASE, "arch": "resnet18", "batch_size": 64}
     resnet = Trainer(Config.from_dict(resnet_cfg))
     report["resnet18_step_images_per_second"] = 64 / step_seconds(resnet, steps=3, warmup=1)
     report["augment_images_per_second"] = augment_images_per_second(cnn)
-    report["augment_over_step"] = report["augment_images_per_second"] / report["small_cnn_step_images_per_second"]
+    report["augment_over_step"] = (report["augment_images_per_second"]
+                                   / report["small_cnn_step_images_per_second"])
     # each DataLoader against the project's path, interleaved; the best loader counts
-    loader = {w: interleaved_medians({"loader": dataloader_stepper(cnn, w), "project": _stepper(cnn)}, rounds=10)
+    loader = {w: interleaved_medians({"loader": dataloader_stepper(cnn, w), "project": _stepper(cnn)},
+                                     rounds=10)
               for w in (0, 1, 2)}
     best = min(loader, key=lambda w: loader[w]["loader"])
-    report["dataloader_step_images_per_second"] = {str(w): BASE["batch_size"] / m["loader"] for w, m in loader.items()}
+    report["dataloader_step_images_per_second"] = {str(w): BASE["batch_size"] / m["loader"]
+                                                   for w, m in loader.items()}
     report["dataloader_best_workers"] = best
     report["speedup_over_dataloader"] = loader[best]["loader"] / loader[best]["project"]
-    strategies = {name: Trainer(Config.from_dict({**BASE, **overrides})) for name, overrides in STRATEGIES.items()}
-    report["strategy_cost_over_plain_moco"] = cost_ratios(Trainer(Config.from_dict(BASE)), strategies, rounds=30)
+    strategies = {name: Trainer(Config.from_dict({**BASE, **overrides}))
+                  for name, overrides in STRATEGIES.items()}
+    plain_moco = Trainer(Config.from_dict(BASE))
+    report["strategy_cost_over_plain_moco"] = cost_ratios(plain_moco, strategies, rounds=30)
     report["pool_speedup_two_runs"] = pool_speedup()
     print(json.dumps(report, indent=1))
     RUNS.mkdir(exist_ok=True)

@@ -98,7 +98,8 @@ class Dataset:
     def subset(self, n: int, seed: int) -> "Dataset":
         """``n`` samples drawn at random without replacement, the same ones for the same seed."""
         if not 0 < n <= len(self):
-            raise DataError(f"subset of {n} samples from {self.name} ({len(self)} samples): ask for 1..{len(self)}")
+            raise DataError(f"subset of {n} samples from {self.name} ({len(self)} samples): "
+                            f"ask for 1..{len(self)}")
         generator = torch.Generator().manual_seed(seed)
         index = torch.randperm(len(self), generator=generator)[:n].to(self.images.device)
         return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
@@ -131,7 +132,8 @@ def read_idx(path) -> torch.Tensor:
         raise _corrupt(path, f"{len(raw)} bytes, shorter than the IDX magic number")
     magic = int.from_bytes(raw[:4], "big")
     if magic not in _IDX_DIMS:
-        raise _corrupt(path, f"magic number {magic:#010x} is not {' or '.join(f'{m:#010x}' for m in _IDX_DIMS)}")
+        expected = " or ".join(f"{m:#010x}" for m in _IDX_DIMS)
+        raise _corrupt(path, f"magic number {magic:#010x} is not {expected}")
     header = 4 + 4 * _IDX_DIMS[magic]
     if len(raw) < header:
         raise _corrupt(path, "header cut short")
@@ -160,12 +162,14 @@ def _check_split(split: str, splits) -> None:
 
 
 def load_fashion_mnist(root, split: str) -> Dataset:
-    """Fashion-MNIST ``train`` (60k) or ``test`` (10k) from the IDX files in ``root``: images (N, 1, 28, 28)."""
+    """Fashion-MNIST ``train`` (60k) or ``test`` (10k) from the IDX files in ``root``: images
+    (N, 1, 28, 28)."""
     _check_split(split, FASHION_MNIST_FILES)
     root = Path(root)
     paths = [_find_idx(root, stem) for stem in FASHION_MNIST_FILES[split]]
     if None in paths:
-        raise DataError(f"Fashion-MNIST {split} files are not in {root}: run `python -m cl.data fetch --root {root}`")
+        raise DataError(f"Fashion-MNIST {split} files are not in {root}: "
+                        f"run `python -m cl.data fetch --root {root}`")
     images, labels = (read_idx(path) for path in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise _corrupt(paths[0], f"images {tuple(images.shape)} do not match labels {tuple(labels.shape)}")
@@ -248,7 +252,8 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as file:
             return pickle.load(file, encoding="bytes")
     except (pickle.UnpicklingError, EOFError, ValueError) as error:
-        raise DataError(f"{path} is truncated or corrupt ({error}): delete it and extract the archive again") from None
+        raise DataError(f"{path} is truncated or corrupt ({error}): "
+                        "delete it and extract the archive again") from None
 
 
 def load_cifar(root, num_classes: int, split: str) -> Dataset:
@@ -272,17 +277,20 @@ def load_cifar(root, num_classes: int, split: str) -> Dataset:
         )
     parts = [_unpickle(folder / name) for name in batches]
     try:
-        images = np.concatenate([np.asarray(part[b"data"], np.uint8) for part in parts]).reshape(-1, 3, 32, 32)
+        images = np.concatenate([np.asarray(part[b"data"], np.uint8) for part in parts])
+        images = images.reshape(-1, 3, 32, 32)
         labels = np.concatenate([np.asarray(part[labels_key], np.int64) for part in parts])
         classes = [name.decode() for name in _unpickle(folder / meta)[names_key]]
     except (KeyError, ValueError) as error:
-        raise DataError(f"{folder} does not hold the official CIFAR-{num_classes} python batches ({error!r}): "
+        raise DataError(f"{folder} does not hold the official CIFAR-{num_classes} python batches "
+                        f"({error!r}): "
                         f"extract {CIFAR_URL[num_classes]} into {root} again") from None
     return Dataset(torch.from_numpy(images), torch.from_numpy(labels), classes, None, f"cifar{num_classes}")
 
 
 def load_stl10(root, split: str) -> Dataset:
-    """STL-10 ``train``, ``test`` or ``unlabeled`` (label -1) from the official binaries: images (N, 3, 96, 96)."""
+    """STL-10 ``train``, ``test`` or ``unlabeled`` (label -1) from the official binaries: images
+    (N, 3, 96, 96)."""
     _check_split(split, ("train", "test", "unlabeled"))
     folder = Path(root) / "stl10_binary"
     needed = [f"{split}_X.bin", "class_names.txt"] + ([] if split == "unlabeled" else [f"{split}_y.bin"])
@@ -339,7 +347,8 @@ def load_image_folder(root, size: int) -> Dataset:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist: give the directory holding one folder per class")
+        raise DataError(f"image folder {root} does not exist: "
+                        "give the directory holding one folder per class")
     folders = sorted(entry for entry in root.iterdir() if entry.is_dir())
     files = {
         folder.name: sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -354,7 +363,8 @@ def load_image_folder(root, size: int) -> Dataset:
     labels = np.concatenate([np.full(len(files[name]), label, np.int64) for label, name in enumerate(names)])
     wnids = names if all(semantics.WNID.fullmatch(name) for name in names) else None
     classes = _wordnet_names(wnids) if wnids else names
-    return Dataset(torch.from_numpy(images), torch.from_numpy(labels), classes, wnids, f"imagefolder:{root.name}")
+    return Dataset(torch.from_numpy(images), torch.from_numpy(labels), classes, wnids,
+                   f"imagefolder:{root.name}")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -64,7 +64,8 @@ def kept_count(n_finite: int | Tensor, mode: str, fraction: float | None = None)
     elif mode in DROP_MODES:
         keep = n - torch.floor(fraction * n + _INTEGER_SLACK)
     else:
-        raise ValueError(f"mode {mode!r} keeps a label-dependent number of negatives; kept_count covers the others")
+        raise ValueError(f"mode {mode!r} keeps a label-dependent number of negatives; "
+                         "kept_count covers the others")
     keep = torch.minimum(keep.clamp(min=1), n).long()
     return keep if isinstance(n_finite, torch.Tensor) else int(keep)
 
@@ -180,7 +181,8 @@ class MochiDraw(NamedTuple):
     beta: torch.Tensor
 
 
-def mochi_draw(neg: Tensor, n_hard: int, s: int, s_prime: int, generator: torch.Generator | None = None) -> MochiDraw:
+def mochi_draw(neg: Tensor, n_hard: int, s: int, s_prime: int,
+               generator: torch.Generator | None = None) -> MochiDraw:
     """Draw MoCHi's mixes for each query from its similarities ``neg`` (B, K) to the whole queue:
 
         Q̃ = the n_hard most similar queue entries;  for k ≤ s: n_i, n_j ∈ Q̃, i ≠ j, α_k ~ U[0, 1);
@@ -207,8 +209,8 @@ def mochi_draw(neg: Tensor, n_hard: int, s: int, s_prime: int, generator: torch.
                          hardest.gather(1, partner), beta)
 
 
-def mochi(q: Tensor, queue: Tensor, n_hard: int, s: int, s_prime: int, generator: torch.Generator | None = None,
-          *, return_coefficients: bool = False):
+def mochi(q: Tensor, queue: Tensor, n_hard: int, s: int, s_prime: int,
+          generator: torch.Generator | None = None, *, return_coefficients: bool = False):
     """Synthetic hard negatives by mixing, MoCHi (Kalantidis et al. 2020), per query:
 
         Q̃   = the n_hard negatives of ``queue`` most similar to q
@@ -227,7 +229,8 @@ def mochi(q: Tensor, queue: Tensor, n_hard: int, s: int, s_prime: int, generator
     does not build these vectors: ``mixed_logits`` gives their logits directly.
     """
     if q.dim() != 2 or queue.dim() != 2 or q.shape[1] != queue.shape[1]:
-        raise ValueError(f"mochi needs q (B, d) and queue (K, d); got {tuple(q.shape)} and {tuple(queue.shape)}")
+        raise ValueError(f"mochi needs q (B, d) and queue (K, d); "
+                         f"got {tuple(q.shape)} and {tuple(queue.shape)}")
     with torch.no_grad():
         query, keys = q.float(), queue.float()
         d = mochi_draw(query @ keys.T, n_hard, s, s_prime, generator)
@@ -245,7 +248,8 @@ def mochi_logits(q: Tensor, synthetic: Tensor) -> Tensor:
     ``logits[b, k] = q_b · synthetic[b, k]``. Append to the row: ``torch.cat([neg, extra], 1)``.
     The gradient reaches q, never the synthetic negatives."""
     if synthetic.dim() != 3 or synthetic.shape[0] != q.shape[0] or synthetic.shape[2] != q.shape[1]:
-        raise ValueError(f"synthetic must be (B, s + s', d) for q {tuple(q.shape)}, got {tuple(synthetic.shape)}")
+        raise ValueError(f"synthetic must be (B, s + s', d) for q {tuple(q.shape)}, "
+                         f"got {tuple(synthetic.shape)}")
     return torch.einsum("bd,bnd->bn", q, synthetic.to(q.dtype))
 
 
@@ -315,7 +319,8 @@ class Mochi:
         """(B, s + s′) logits of the synthetic negatives of queries ``q`` (B, d), mixed from the hardest
         of the whole queue of ``moco`` (``neg`` = q·queueᵀ (B, K), before any selection)."""
         draw = mochi_draw(neg, self.n_hard, self.s, self.s_prime, generator)
-        return mixed_logits(q, neg, draw, self.pair_similarity(moco.queue, moco.queue_ptr, draw.first, draw.second))
+        pairs = self.pair_similarity(moco.queue, moco.queue_ptr, draw.first, draw.second)  # (B, s)
+        return mixed_logits(q, neg, draw, pairs)
 
     @torch.no_grad()
     def pair_similarity(self, queue: torch.Tensor, queue_ptr: torch.Tensor, i: torch.Tensor,
@@ -416,7 +421,8 @@ def _keep_other_classes(neg, finite, n_finite, labels, queue_labels):
         raise ValueError("mode 'drop_same_class' needs labels (B,) and queue_labels (K,) or (B, K)")
     if queue_labels.dim() == 1:  # one queue shared by every query (MoCo); (B, K) for in-batch negatives
         queue_labels = queue_labels[None, :]
-    if labels.shape != neg.shape[:1] or queue_labels.shape[1:] != neg.shape[1:] or queue_labels.shape[0] not in (1, len(neg)):
+    if (labels.shape != neg.shape[:1] or queue_labels.shape[1:] != neg.shape[1:]
+            or queue_labels.shape[0] not in (1, len(neg))):
         raise ValueError(
             f"labels must be (B,) = {tuple(neg.shape[:1])} and queue_labels (K,) = {tuple(neg.shape[1:])} "
             f"or (B, K) = {tuple(neg.shape)}; got {tuple(labels.shape)} and {tuple(queue_labels.shape)}"

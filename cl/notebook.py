@@ -12,8 +12,6 @@ import torch
 
 from cl import study
 
-ENV = "NEGATIVES_NOTEBOOK"  # set by cl.study for the kernel of the notebook it executes
-
 
 def start(**parameters) -> str:
     """Check every parameter of the notebook, seed torch, and return the notebook's name."""
@@ -25,7 +23,7 @@ def start(**parameters) -> str:
 def name() -> str:
     """The running notebook's name: from cl.study (papermill), else from JupyterLab (jupyter-server names
     a kernel's notebook in ``JPY_SESSION_NAME``), else ``interactive``."""
-    if os.environ.get(ENV):
-        return os.environ[ENV]
+    if os.environ.get(study.NOTEBOOK_ENV):
+        return os.environ[study.NOTEBOOK_ENV]
     session = os.environ.get("JPY_SESSION_NAME", "")
     return Path(session).stem if session.endswith(".ipynb") else "interactive"

@@ -43,7 +43,8 @@ class Objective:
     loss: Callable[[Config, Similarities], torch.Tensor]
     sources: tuple[str, ...] = SOURCES  # where its negatives may come from
     row: bool = True  # reads the row of negatives: selections and MoCHi apply to it
-    clamp: Callable[[Config, torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (B,) rows at the floor
+    # (cfg, pos, neg) -> (B,) bool: the rows where the estimator sits at its floor (DCL, HCL)
+    clamp: Callable[[Config, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -55,8 +56,9 @@ OBJECTIVES: dict[str, Objective] = {
     "debiased": Objective(lambda cfg, s: losses.debiased(s.pos, s.neg, cfg.t, cfg.tau_plus),
                           clamp=lambda cfg, pos, neg: losses.clamp_binds(pos, neg, cfg.t, cfg.tau_plus)),
     # hard negative sampling (Robinson et al. 2021, eq. 5): notebook 04
-    "hard": Objective(lambda cfg, s: losses.hard(s.pos, s.neg, cfg.t, cfg.tau_plus, cfg.beta),
-                      clamp=lambda cfg, pos, neg: losses.clamp_binds(pos, neg, cfg.t, cfg.tau_plus, cfg.beta)),
+    "hard": Objective(
+        lambda cfg, s: losses.hard(s.pos, s.neg, cfg.t, cfg.tau_plus, cfg.beta),
+        clamp=lambda cfg, pos, neg: losses.clamp_binds(pos, neg, cfg.t, cfg.tau_plus, cfg.beta)),
     # supervised contrastive (Khosla et al. 2020, L^sup_out, eq. 2): every same-class view is a positive
     "supcon": Objective(lambda cfg, s: losses.supcon(s.z, s.labels, cfg.t), sources=("batch",), row=False),
 }

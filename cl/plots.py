@@ -101,8 +101,8 @@ def intervals(diffs, title: str = "", ax=None):
         colour = "tab:blue" if d.claims else "tab:gray"
         ax.errorbar(d.mean, y, xerr=err, fmt="o", color=colour, capsize=3)
     ax.axvline(0, color="k", lw=1, ls="--")
-    ax.set(yticks=range(len(diffs)), yticklabels=[f"{d.a} − {d.b}" + ("" if d.claims else f" ({d.seeds} seed)")
-                                                   for d in diffs],
+    labels = [f"{d.a} − {d.b}" + ("" if d.claims else f" ({d.seeds} seed)") for d in diffs]
+    ax.set(yticks=range(len(diffs)), yticklabels=labels,
            xlabel=f"{diffs[0].metric.replace('_', ' ')} difference (points), 95 % t interval over seeds",
            title=title)
     ax.invert_yaxis()

@@ -52,7 +52,8 @@ def train_all(jobs: list[tuple[train.Config, Path]], notebook: str | None = None
         return [train.run(cfg, run_dir, notebook=notebook, method=method)
                 for (cfg, run_dir), method in zip(jobs, methods)]
     _in_processes([(i, jobs[i][0], Path(jobs[i][1]).resolve(), methods[i]) for i in todo], notebook, width)
-    return [train.finished_run(cfg, Path(run_dir)) if i in todo else train.run(cfg, run_dir, notebook, methods[i])
+    return [train.finished_run(cfg, Path(run_dir)) if i in todo
+            else train.run(cfg, run_dir, notebook, methods[i])  # says it reuses the run
             for i, (cfg, run_dir) in enumerate(jobs)]
 
 

@@ -35,10 +35,12 @@ from cl.cli import Interrupted, UserError
 NOTEBOOKS = ROOT / "notebooks"
 PARAMS = ROOT / "params"
 RUNS = Path(os.environ.get("NEGATIVES_RUNS", ROOT / "runs"))
+NOTEBOOK_ENV = "NEGATIVES_NOTEBOOK"  # the name of the notebook a kernel started by execute() runs
 SCALES = ("smoke", "cpu", "gpu")
 FINAL_COLUMNS = ["knn_top1", "linear_top1", "alignment", "uniformity", "train_seconds", "images_per_second"]
 # the config keys a reader needs to tell runs apart (the whole config is in each run's config.yaml)
-CONFIG_COLUMNS = ["loss", "source", "t", "tau_plus", "beta", "select", "select_fraction", "mochi_n", "mochi_s",
+CONFIG_COLUMNS = ["loss", "source", "t", "tau_plus", "beta", "select", "select_fraction", "mochi_n",
+                  "mochi_s",
                   "mochi_s_prime", "mochi_warmup", "queue", "batch_size", "optimizer", "lr", "lr_schedule",
                   "precision"]
 SUMMARY_COLUMNS = ["run", "notebook", "method", "dataset", "epochs", "seed", *FINAL_COLUMNS, *CONFIG_COLUMNS]
@@ -100,7 +102,8 @@ def check_parameters(**parameters) -> None:
 
 def check_notebook_parameters(scale: str, only: list[str] | None = None) -> None:
     """Check the parameter files of a scale (params/<scale>/) against the notebooks, before any runs."""
-    shared = cli.load_yaml((PARAMS / scale / "base.yaml").read_text()) or {} if (PARAMS / scale / "base.yaml").exists() else {}
+    shared_path = PARAMS / scale / "base.yaml"
+    shared = cli.load_yaml(shared_path.read_text()) or {} if shared_path.exists() else {}
     anywhere = {name for py in notebooks() for name in declared_parameters(py)}
     for name in shared:
         if name not in anywhere:
@@ -116,7 +119,8 @@ def check_notebook_parameters(scale: str, only: list[str] | None = None) -> None
                 raise ParameterError(_unknown(unknown, declared))
             _check_values(given)
         except ParameterError as error:
-            raise ParameterError(f"{_shown(PARAMS / scale / py.stem)}.yaml (with {scale}/base.yaml): {error}") from None
+            where = f"{_shown(PARAMS / scale / py.stem)}.yaml (with {scale}/base.yaml)"
+            raise ParameterError(f"{where}: {error}") from None
 
 
 def _unknown(names: list[str], declared: list[str]) -> str:
@@ -368,7 +372,8 @@ def execute(scale: str, only: list[str] | None = None) -> None:
         src = _ipynb(py, out_dir / "source" / f"{py.stem}.ipynb")
         dst = out_dir / f"{py.stem}.ipynb"
         try:
-            with _environment(**{progress.ENV: str(tracked), "NEGATIVES_NOTEBOOK": py.stem}), progress.watch(tracked):
+            kernel_env = {progress.ENV: str(tracked), NOTEBOOK_ENV: py.stem}
+            with _environment(**kernel_env), progress.watch(tracked):
                 _execute_notebook(src, dst, parameters(scale, py.stem))
         except papermill.PapermillExecutionError as error:
             if error.ename in ("Interrupted", "KeyboardInterrupt"):
@@ -478,7 +483,8 @@ def record_minutes(scale: str, notebook: str, minutes: float) -> None:
 def setting(row) -> str:
     """The training setting a run's number comes from, in words: the source of negatives, the
     temperature and the optimiser (and the precision when it is not the default bf16)."""
-    source = f"queue K={int(row['queue'])}" if row["source"] == "queue" else f"in-batch 2B−2, B={int(row['batch_size'])}"
+    source = (f"queue K={int(row['queue'])}" if row["source"] == "queue"
+              else f"in-batch 2B−2, B={int(row['batch_size'])}")
     text = f"{source}, t={row['t']:g}, {row['optimizer']} lr {row['lr']:g}"
     return text + (", fp32" if row.get("precision") == "fp32" else "")
 
@@ -497,9 +503,9 @@ def results_table(scale: str = "cpu") -> str:
     lines = ["| notebook | condition | setting | epochs | seeds | kNN top-1 | linear top-1 | alignment "
              "| uniformity | train min/run |", "|" + " --- |" * 10]
     for (notebook, condition), g in table.groupby(["notebook", "condition"], sort=True):
-        lines.append(f"| {notebook} | {condition} | {g['setting'].iloc[0]} | {g['epochs'].iloc[0]} | {len(g)} "
-                     f"| {fmt(g['knn_top1'])} | {fmt(g['linear_top1'])} | {fmt(g['alignment'], 3)} "
-                     f"| {fmt(g['uniformity'], 3)} | {g['train_seconds'].mean() / 60:.1f} |")
+        lines.append(f"| {notebook} | {condition} | {g['setting'].iloc[0]} | {g['epochs'].iloc[0]} "
+                     f"| {len(g)} | {fmt(g['knn_top1'])} | {fmt(g['linear_top1'])} "
+                     f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} | {g['train_seconds'].mean() / 60:.1f} |")
     path = RUNS / scale / "notebooks" / "minutes.json"
     if path.exists():
         minutes = json.loads(path.read_text())
@@ -541,7 +547,8 @@ def _main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["run", "prepare", "summary", "table", "report", "parameters"],
                         help="table: print the results as Markdown (--readme: write them into README.md); "
-                             "parameters: print the --only notebook's parameters at --scale as YAML (papermill -f)")
+                             "parameters: print the --only notebook's parameters at --scale as YAML "
+                             "(for papermill -f)")
     parser.add_argument("--readme", action="store_true", help="with table: fill README.md's results block")
     parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--only", nargs="*", help="notebook names (default: all, in order)")

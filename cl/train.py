@@ -122,7 +122,8 @@ class Config:
     """Every knob of a training run. Defaults are the cpu-scale MoCo v2 baseline."""
 
     # data
-    dataset: str = "fashion_mnist"  # or cifar10 | cifar100 | stl10 | imagefolder:PATH (PATH/<split>/<class>/<image>)
+    # fashion_mnist | cifar10 | cifar100 | stl10 | imagefolder:PATH (PATH/<split>/<class>/<image>)
+    dataset: str = "fashion_mnist"
     image_size: int = 0            # resize to this many pixels (imagefolder needs it; 0 = the data set's own)
     train_split: str = "train"     # imagefolder: the training split's folder
     test_split: str = "test"       # imagefolder: the evaluation split's folder (ImageNet-style trees: val)
@@ -151,7 +152,7 @@ class Config:
     mochi_n: int = 0               # MoCHi: N hardest negatives to mix (0 = off)
     mochi_s: int = 0               # MoCHi: s negative-negative mixes
     mochi_s_prime: int = 0         # MoCHi: s' query-negative mixes
-    mochi_warmup: float = 0.0      # MoCHi: epochs without synthesis (fractions count in steps: 0.2 of 4 = 5 %)
+    mochi_warmup: float = 0.0      # MoCHi: epochs without synthesis (in steps: 0.2 of 4 epochs = 5 %)
     # optimisation
     epochs: int = 20
     batch_size: int = 256
@@ -218,21 +219,27 @@ class Config:
         keys_per_step = self.batch_size * (2 if self.symmetric else 1)
         need(self.batch_size % world == 0, f"batch_size {self.batch_size} must divide over {world} processes")
         need((self.batch_size // world) % self.bn_splits == 0,
-             f"the per-process batch {self.batch_size // world} must split into bn_splits={self.bn_splits} equal BN groups")
+             f"the per-process batch {self.batch_size // world} must split into bn_splits={self.bn_splits} "
+             "equal BN groups")
         if self.source == "queue":
             need(self.queue >= keys_per_step,
                  f"queue={self.queue} is smaller than the {keys_per_step} keys enqueued per step "
-                 f"(batch_size{' × 2 views (symmetric)' if self.symmetric else ''}): a step would overwrite its own keys")
+                 f"(batch_size{' × 2 views (symmetric)' if self.symmetric else ''}): "
+                 "a step would overwrite its own keys")
         mochi = self.mochi_s + self.mochi_s_prime > 0
         need(not mochi or self.mochi_n >= 2, "MoCHi needs mochi_n ≥ 2 hardest negatives to mix")
         need(not mochi or self.source == "queue", "MoCHi mixes negatives of the queue: use source='queue'")
-        need(not mochi or self.mochi_n <= self.queue, f"mochi_n={self.mochi_n} exceeds the queue size {self.queue}")
+        need(not mochi or self.mochi_n <= self.queue,
+             f"mochi_n={self.mochi_n} exceeds the queue size {self.queue}")
         objective = objectives.get(self.loss)
         need(self.source in objective.sources,
-             f"{self.loss} takes its negatives from {' or '.join(objective.sources)}: use source='{objective.sources[0]}'")
+             f"{self.loss} takes its negatives from {' or '.join(objective.sources)}: "
+             f"use source='{objective.sources[0]}'")
         need(objective.row or (self.select == "all" and not mochi),
-             f"{self.loss} has no row of negatives to select from or append to: use select='all' and no MoCHi")
-        need(self.source == "queue" or not self.symmetric, "symmetric applies to the queue source (batch is symmetric already)")
+             f"{self.loss} has no row of negatives to select from or append to: "
+             "use select='all' and no MoCHi")
+        need(self.source == "queue" or not self.symmetric,
+             "symmetric applies to the queue source (batch is symmetric already)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -278,7 +285,9 @@ def _dataset_problem(cfg: Config) -> str | None:
             return (f"dataset {name!r}: {folder} has no {' and no '.join(f'{m}/' for m in missing)} folder "
                     "(one per split, each with one folder per class; set train_split and test_split to "
                     "their names, e.g. test_split: val)")
-        return None if cfg.image_size else f"dataset {name!r}: set image_size (e.g. 64 or 224) to resize its images to"
+        if not cfg.image_size:
+            return f"dataset {name!r}: set image_size (e.g. 64 or 224) to resize its images to"
+        return None
     if name not in data.SPLIT_SIZES:
         return f"dataset must be one of {', '.join(data.NAMES)}, not {name!r}"
     if (cfg.train_split, cfg.test_split) != ("train", "test"):
@@ -326,7 +335,8 @@ def check_data(cfg: Config, train_set: data.Dataset) -> None:
         raise ConfigError(problem)
 
 
-def datasets(cfg: Config, device="cpu", train_set: data.Dataset | None = None) -> tuple[data.Dataset, data.Dataset]:
+def datasets(cfg: Config, device="cpu",
+             train_set: data.Dataset | None = None) -> tuple[data.Dataset, data.Dataset]:
     """The training and test sets a run of ``cfg`` trains and evaluates on (its subsets drawn with its
     seed), checked against the config; ``train_set``: the whole training set, when already loaded."""
     size = cfg.image_size or None
@@ -645,13 +655,14 @@ class Trainer:
         row = {"epoch": epoch + 1, "loss": total / steps, "lr": self.optimizer.param_groups[0]["lr"],
                "train_seconds": seconds, "images_per_second": seen / seconds, "negatives": stats}
         if self.objective.clamp:
-            row["clamp_rate"] = float(clamped) / steps  # share of rows whose Ng sat at its floor, over the epoch
+            row["clamp_rate"] = float(clamped) / steps  # share of rows whose Ng sat at its floor
         return row
 
     def train_step(self, idx: torch.Tensor, progress: float) -> tuple[float, Last]:
         """One optimisation step on the training images ``idx`` at ``progress`` epochs into the run."""
         images, labels = self.train_set.images[idx], self.train_set.labels[idx]
-        x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in self.views(images, self.device_generator))
+        views = self.views(images, self.device_generator)
+        x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in views)
         return self.step(self, x1, x2, labels, idx, progress)
 
     def optimize(self, loss: torch.Tensor) -> bool:
@@ -911,7 +922,8 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
     if _is_main():
         state = ("new run" if saved == 0 else f"resuming at epoch {saved + 1}" if saved < cfg.epochs
                  else "resuming at its final evaluation")
-        say(f"{run_dir.name}: {state}: {method} on {cfg.dataset} ({len(trainer.train_set):,} training images), "
+        say(f"{run_dir.name}: {state}: {method} on {cfg.dataset} "
+            f"({len(trainer.train_set):,} training images), "
             f"{_epochs(cfg.epochs)}, in {run_dir}")
     record = {"run": run_dir.name, "notebook": notebook, "method": method,
               "config": cfg.to_dict(), "epochs": trainer.history, "finished": False}
@@ -930,7 +942,7 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
                 if not cfg_path.exists():
                     _atomic_write(cfg_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
                 _write_json(metrics_path, record)
-            if _is_main() and cfg.probe:  # after the checkpoint: a folder holds nothing before its first epoch
+            if _is_main() and cfg.probe:  # after the checkpoint: nothing comes before the first epoch
                 trainer.save_probe(run_dir, epoch + 1, trainer.embed_probe())
             bar.epoch(row)
         final = trainer.evaluate(final=True)
@@ -969,7 +981,8 @@ def _main(argv) -> int:
     parser = argparse.ArgumentParser(description="Train one run of the negatives trainer.")
     parser.add_argument("config", help="YAML file of parameters (see cl.train.Config)")
     parser.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/cli/<config name>)")
-    parser.add_argument("--method", help="the method's name in metrics.json and the summary (default: the loss)")
+    parser.add_argument("--method", help="the method's name in metrics.json and the summary "
+                                         "(default: the loss)")
     parser.add_argument("--notebook", help="the notebook the run belongs to, for metrics.json")
     args = parser.parse_args(argv)
     if "WORLD_SIZE" in os.environ and not distributed():
