@@ -505,7 +505,8 @@ def results_table(scale: str = "cpu") -> str:
     for (notebook, condition), g in table.groupby(["notebook", "condition"], sort=True):
         lines.append(f"| {notebook} | {condition} | {g['setting'].iloc[0]} | {g['epochs'].iloc[0]} "
                      f"| {len(g)} | {fmt(g['knn_top1'])} | {fmt(g['linear_top1'])} "
-                     f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} | {g['train_seconds'].mean() / 60:.1f} |")
+                     f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} "
+                     f"| {g['train_seconds'].mean() / 60:.1f} |")
     path = RUNS / scale / "notebooks" / "minutes.json"
     if path.exists():
         minutes = json.loads(path.read_text())
