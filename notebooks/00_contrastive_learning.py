@@ -49,8 +49,9 @@ NB = notebook.start(scale=scale, base=base, seeds=seeds, check_claims=check_clai
 #
 # A positive pair is two random augmentations of the same image. For 28-pixel grayscale
 # Fashion-MNIST the recipe is MoCo v2's without the colour operations: a random resized
-# crop (area 40–100 % of the image in training, `crop_min`), a horizontal flip, and brightness/contrast jitter. `cl.augment` draws
-# the parameters of every sample at once and applies them to the whole batch on the device.
+# crop (area 40–100 % of the image in training, `crop_min`), a horizontal flip, and
+# brightness/contrast jitter. `cl.augment` draws the parameters of every sample at once and
+# applies them to the whole batch on the device.
 
 # %%
 test_set = data.load("fashion_mnist", "test")
@@ -59,7 +60,8 @@ views = augment.TwoViews(aug_cfg, test_set.channels)
 sample = test_set.images[:10]
 g = torch.Generator().manual_seed(0)
 v1, v2 = views(sample, g)
-plots.views_grid(sample, [v1, v2], aug_cfg.mean, aug_cfg.std, "two augmented views of each image = a positive pair");
+plots.views_grid(sample, [v1, v2], aug_cfg.mean, aug_cfg.std,
+                 "two augmented views of each image = a positive pair");
 assert v1.shape == v2.shape == (10, 1, 28, 28) and not torch.equal(v1, v2)
 
 # %% [markdown]

@@ -91,7 +91,8 @@ modes = {"hardest 5%": ("hardest", 0.05), "drop hardest 5%": ("drop_hardest", 0.
          "drop same class": ("drop_same_class", None)}
 fig, ax = plt.subplots(figsize=(9, 2.6))
 for i, (name, (mode, f)) in enumerate(modes.items()):
-    kept = torch.isfinite(negatives.select(row, mode, f, labels=labels, queue_labels=row_labels, generator=g))[0]
+    kept = torch.isfinite(negatives.select(row, mode, f, labels=labels, queue_labels=row_labels,
+                                           generator=g))[0]
     ax.scatter(np.arange(400)[kept.numpy()], np.full(int(kept.sum()), i), s=2)
     if mode != "drop_same_class":
         assert kept.sum() == negatives.kept_count(400, mode, f)
@@ -107,7 +108,8 @@ rows = torch.randn(1, 4096, generator=g)
 for n in range(1, 4097, 7):
     for f in drop_shares + [0.001]:
         easiest = negatives.select(rows[:, :n], "easiest", 1 - f)
-        assert torch.equal(torch.isfinite(easiest), torch.isfinite(negatives.select(rows[:, :n], "drop_hardest", f)))
+        assert torch.equal(torch.isfinite(easiest),
+                           torch.isfinite(negatives.select(rows[:, :n], "drop_hardest", f)))
 
 # %% [markdown]
 # ## The experiment
@@ -128,12 +130,13 @@ for t in temperatures:
     by_temperature[f"moco_t{t:g}"] = {"t": t}
     by_temperature[f"drop_hardest_0.1pct_t{t:g}"] = {"t": t, **keep("drop_hardest", 0.001)}
 families = {"only the hardest": [(f, f"hardest_{pct(f)}", keep("hardest", f)) for f in keep_shares],
-            "only the easiest (= remove the hardest)": [(1 - f, f"drop_hardest_{pct(f)}", keep("drop_hardest", f))
-                                                        for f in drop_shares],
+            "only the easiest (= remove the hardest)":
+                [(1 - f, f"drop_hardest_{pct(f)}", keep("drop_hardest", f)) for f in drop_shares],
             "random (control)": [(f, f"random_{pct(f)}", keep("random", f)) for f in random_shares]}
 curve = {name: overrides for points in families.values() for _, name, overrides in points}
 keyed = {**key, **by_temperature}
-results = study.run_groups([(keyed, base, seeds), ({k: v for k, v in curve.items() if k not in keyed}, base, seeds[:1])],
+results = study.run_groups([(keyed, base, seeds),
+                            ({k: v for k, v in curve.items() if k not in keyed}, base, seeds[:1])],
                            scale, NB)
 table = study.mean_std(results)
 display(study.formatted(table.loc[list(key) + list(by_temperature)]))
@@ -145,10 +148,12 @@ display(study.formatted(table.loc[list(key) + list(by_temperature)]))
 # of those runs. The dashed line is all negatives (mean over seeds).
 
 # %%
-seed0 = study.mean_std({name: [r for r in results[name] if r["config"]["seed"] == seeds[0]] for name in curve})
+seed0 = study.mean_std({name: [r for r in results[name] if r["config"]["seed"] == seeds[0]]
+                        for name in curve})
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
 for ax, metric in zip(axes, ("knn_top1", "linear_top1")):
-    plots.share_curves(seed0, {fam: [(share, name) for share, name, _ in pts] for fam, pts in families.items()},
+    plots.share_curves(seed0,
+                       {fam: [(share, name) for share, name, _ in pts] for fam, pts in families.items()},
                        table.loc["moco", metric], metric=metric, ax=ax)
     ax.set_title(f"{metric.replace('_', ' ')} at {base.get('epochs')} epochs, seed {seeds[0]} (exploratory)")
 fig.tight_layout()
@@ -174,7 +179,8 @@ same = pd.DataFrame([e["negatives"]["same_class_fraction"] for e in stats], colu
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
 edges = np.array(stats[-1]["negatives"]["histogram_edges"])
 for e in stats:
-    axes[0].plot((edges[1:] + edges[:-1]) / 2, e["negatives"]["histogram_counts"], label=f"epoch {e['epoch']}")
+    axes[0].plot((edges[1:] + edges[:-1]) / 2, e["negatives"]["histogram_counts"],
+                 label=f"epoch {e['epoch']}")
 axes[0].set(xlabel="similarity q·k⁻", ylabel="count", title="negative similarities (last step)")
 axes[0].legend(fontsize=7)
 share.iloc[-1].plot.bar(ax=axes[1], title="share of the gradient per band (last epoch)", rot=20)
@@ -209,7 +215,8 @@ hardest = pd.DataFrame({"same-class fraction": final_bands["same_class_fraction"
                        index=final_bands["band_names"])
 display(hardest.round(3))
 # the hardest band that no seed leaves empty (the 0.1 % of a queue under 1000 keys holds no key)
-band = next(b for b in range(len(bands)) if all(p[2]["same_class_fraction"][b] is not None for p in probes.values()))
+band = next(b for b in range(len(bands))
+            if all(p[2]["same_class_fraction"][b] is not None for p in probes.values()))
 same_hardest = [p[2]["same_class_fraction"][band] for p in probes.values()]
 print(f"same-class fraction of the hardest band ({bands[band]}), per seed: "
       f"{', '.join(f'{x:.3f}' for x in same_hardest)}; whole queue: {chance:.3f}")
@@ -248,7 +255,8 @@ fig.tight_layout()
 pairs = [("hardest_5pct", "moco"), ("hardest_5pct", "random_5pct"), ("random_5pct", "moco"),
          ("drop_hardest_5pct", "moco"), ("drop_hardest_0.1pct", "moco"),
          *[(f"drop_hardest_0.1pct_t{t:g}", f"moco_t{t:g}") for t in temperatures],
-         ("drop_hardest_10pct", "moco"), ("drop_same_class", "moco"), ("drop_same_class", "drop_hardest_10pct")]
+         ("drop_hardest_10pct", "moco"), ("drop_same_class", "moco"),
+         ("drop_same_class", "drop_hardest_10pct")]
 diffs = {pair: study.paired_difference(results, *pair) for pair in pairs}
 linear = {pair: study.paired_difference(results, *pair, metric="linear_top1") for pair in pairs}
 display(study.differences(results, pairs))
@@ -273,8 +281,10 @@ Conclusions {schedule} (differences in kNN points, 95 % interval; linear probe b
   ({d('drop_hardest_0.1pct').verdict()}); """ + "; ".join(
     f"at t = {t:g}, {d(f'drop_hardest_0.1pct_t{t:g}', f'moco_t{t:g}')} "
     f"({d(f'drop_hardest_0.1pct_t{t:g}', f'moco_t{t:g}').verdict()})" for t in temperatures) + f""".
-* The hardest negatives ({bands[band]} band) of each trained baseline's queue are same-class in {same_mean:.0%} of cases
-  ({f"95 % interval over {len(same_hardest)} seeds: [{same_low:.0%}, {same_high:.0%}]" if len(same_hardest) >= study.MIN_SEEDS
+* The hardest negatives ({bands[band]} band) of each trained baseline's queue are same-class in \
+{same_mean:.0%} of cases
+  ({f"95 % interval over {len(same_hardest)} seeds: [{same_low:.0%}, {same_high:.0%}]"
+     if len(same_hardest) >= study.MIN_SEEDS
      else f"{len(same_hardest)} seed, no interval"}), against {chance:.0%} for the whole
   queue. With 10 classes the 0.1 % (4 of 4096) are a small part of the ~10 % same-class keys, so
   the analogue of ImageNet's 0.1 % is the class prior: **removing the hardest 10 %**

@@ -22,7 +22,8 @@
 # $p = \tau^+ p^+ + (1-\tau^+) p^-$, and the sum over true negatives can be estimated from
 # the $N$ negatives $u_i$ and $M$ positives $v_j$:
 #
-# $$N_g = \max\Big( \tfrac{1}{1-\tau^+}\big(\textstyle\sum_i e^{s(u_i)/t} - \tau^+ N \frac1M \sum_j e^{s(v_j)/t}\big),\; N e^{-1/t}\Big),
+# $$N_g = \max\Big( \tfrac{1}{1-\tau^+}\big(\textstyle\sum_i e^{s(u_i)/t} -
+#   \tau^+ N \frac1M \sum_j e^{s(v_j)/t}\big),\; N e^{-1/t}\Big),
 #   \qquad \mathcal L = -\log \frac{e^{\text{pos}/t}}{e^{\text{pos}/t} + N_g}.$$
 #
 # The clamp at $N e^{-1/t}$ (the smallest value the sum can take) keeps the estimate
@@ -101,7 +102,8 @@ paper = {"simclr_paper": paper_setting,
 queue = {"moco": {}, "drop_hardest_0.1pct": {"select": "drop_hardest", "select_fraction": 0.001},
          "debiased_tau0.1": {"loss": "debiased", "tau_plus": 0.1}}
 results = study.run_groups([({**paper, **queue}, base, seeds),
-                            ({f"debiased_tau{tp}": {"loss": "debiased", "tau_plus": tp} for tp in tau_plus_sweep},
+                            ({f"debiased_tau{tp}": {"loss": "debiased", "tau_plus": tp}
+                              for tp in tau_plus_sweep},
                              base, seeds[:1])], scale, NB)
 table = study.mean_std(results)
 setting = {name: study.setting(results[name][0]["config"]) for name in table.index}
@@ -112,7 +114,8 @@ taus = sorted([0.1, *tau_plus_sweep])
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot(taus, [table.loc[f"debiased_tau{tp}", "knn_top1"] for tp in taus], marker="o", label="DCL (queue)")
 ax.axhline(table.loc["moco", "knn_top1"], color="k", ls="--", lw=1, label="InfoNCE (τ⁺ = 0)")
-ax.axhline(table.loc["drop_hardest_0.1pct", "knn_top1"], color="tab:red", ls=":", lw=1, label="remove hardest 0.1 %")
+ax.axhline(table.loc["drop_hardest_0.1pct", "knn_top1"], color="tab:red", ls=":", lw=1,
+           label="remove hardest 0.1 %")
 ax.axvline(0.1, color="gray", lw=0.5)
 ax.set(xlabel="τ⁺ (true class prior: 0.1)", ylabel="kNN top-1 (%)",
        title="DCL τ⁺ sweep on the queue (t = 0.1; one seed off τ⁺ = 0.1)")
@@ -188,17 +191,23 @@ knn = table["knn_top1"]
 display(Markdown(f"""
 Conclusions at {epochs} epochs:
 
-* **Paper setting** ({setting['debiased_paper']}): DCL (τ⁺ = 0.1) − InfoNCE = {d('debiased_paper', 'simclr_paper')} kNN
+* **Paper setting** ({setting['debiased_paper']}): DCL (τ⁺ = 0.1) − InfoNCE = \
+{d('debiased_paper', 'simclr_paper')} kNN
   points ({d('debiased_paper', 'simclr_paper').verdict()}; linear {lin('debiased_paper', 'simclr_paper')}).
   The clamp binds for {clamp_final.iloc[0]:.1%} of rows in the last epoch.
 * **Queue setting** ({setting['debiased_tau0.1']}): DCL − InfoNCE = {d('debiased_tau0.1', 'moco')}
-  ({d('debiased_tau0.1', 'moco').verdict()}; linear {lin('debiased_tau0.1', 'moco')}); removing the hardest 0.1 %
+  ({d('debiased_tau0.1', 'moco').verdict()}; linear {lin('debiased_tau0.1', 'moco')}); \
+removing the hardest 0.1 %
   {d('drop_hardest_0.1pct', 'moco')} ({d('drop_hardest_0.1pct', 'moco').verdict()}); DCL − removal
   {d('debiased_tau0.1', 'drop_hardest_0.1pct')} ({d('debiased_tau0.1', 'drop_hardest_0.1pct').verdict()}).
   The clamp binds for {clamp_final.iloc[1]:.1%} of rows in the last epoch: at this temperature the
-  estimator {'mostly returns its floor, so DCL removes most of the push from negatives rather than a false-negative share' if clamp_final.iloc[1] > 0.5 else 'mostly stays above its floor'}.
-* τ⁺ sweep on the queue (one seed each, exploratory): {', '.join(f'{tp}: {knn[f"debiased_tau{tp}"]:.2f}' for tp in taus)}.
-* Our absolute numbers are a small CNN on Fashion-MNIST after {epochs} epochs, not the paper's ResNet-50 on STL-10.
+  estimator {'mostly returns its floor, so DCL removes most of the push from negatives rather than '
+             'a false-negative share'
+             if clamp_final.iloc[1] > 0.5 else 'mostly stays above its floor'}.
+* τ⁺ sweep on the queue (one seed each, exploratory): {', '.join(f'{tp}: {knn[f"debiased_tau{tp}"]:.2f}'
+                                                                for tp in taus)}.
+* Our absolute numbers are a small CNN on Fashion-MNIST after {epochs} epochs, not the paper's \
+ResNet-50 on STL-10.
 """))
 
 # %%

@@ -88,12 +88,15 @@ assert torch.allclose(losses.hard(pos, neg, 0.1, 0.1, 0.0), losses.debiased(pos,
 # ## Training: HCL in the paper's setting and on MoCo's queue
 
 # %%
-paper = {"simclr_paper": paper_setting, "debiased_paper": {**paper_setting, "loss": "debiased", "tau_plus": 0.1},
-         **{f"hard_beta{b:g}_paper": {**paper_setting, "loss": "hard", "tau_plus": 0.1, "beta": b} for b in paper_betas}}
+paper = {"simclr_paper": paper_setting,
+         "debiased_paper": {**paper_setting, "loss": "debiased", "tau_plus": 0.1},
+         **{f"hard_beta{b:g}_paper": {**paper_setting, "loss": "hard", "tau_plus": 0.1, "beta": b}
+            for b in paper_betas}}
 queue = {"moco": {}, "debiased_tau0.1": {"loss": "debiased", "tau_plus": 0.1},
          "hard_beta1.0": {"loss": "hard", "tau_plus": 0.1, "beta": 1.0}}
 results = study.run_groups([({**paper, **queue}, base, seeds),
-                            ({f"hard_beta{b}": {"loss": "hard", "tau_plus": 0.1, "beta": b} for b in beta_sweep},
+                            ({f"hard_beta{b}": {"loss": "hard", "tau_plus": 0.1, "beta": b}
+                              for b in beta_sweep},
                              base, seeds[:1])], scale, NB)
 table = study.mean_std(results)
 setting = {name: study.setting(results[name][0]["config"]) for name in table.index}
@@ -103,11 +106,12 @@ display(study.formatted(table).assign(setting=pd.Series(setting)))
 betas = sorted([1.0, *beta_sweep])
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 axes[0].plot([0.0, *paper_betas], [table.loc["debiased_paper", "knn_top1"],
-                                   *[table.loc[f"hard_beta{b:g}_paper", "knn_top1"] for b in paper_betas]], marker="o",
-             label="HCL (β = 0: DCL)")
+                                   *[table.loc[f"hard_beta{b:g}_paper", "knn_top1"] for b in paper_betas]],
+             marker="o", label="HCL (β = 0: DCL)")
 axes[0].axhline(table.loc["simclr_paper", "knn_top1"], color="k", ls="--", lw=1, label="InfoNCE")
 axes[0].set(title=f"paper setting ({setting['simclr_paper']}), {len(seeds)} seeds")
-axes[1].plot([0.0, *betas], [table.loc["debiased_tau0.1", "knn_top1"], *[table.loc[f"hard_beta{b}", "knn_top1"] for b in betas]],
+axes[1].plot([0.0, *betas], [table.loc["debiased_tau0.1", "knn_top1"],
+                             *[table.loc[f"hard_beta{b}", "knn_top1"] for b in betas]],
              marker="o", label="HCL (β = 0: DCL)")
 axes[1].axhline(table.loc["moco", "knn_top1"], color="k", ls="--", lw=1, label="InfoNCE")
 axes[1].set(title=f"queue setting ({setting['moco']}); β ≠ 1: one seed")
@@ -125,8 +129,10 @@ fig.tight_layout()
 
 # %%
 clamped = {name: np.mean([r["epochs"][-1]["clamp_rate"] for r in results[name]])
-           for name in ["debiased_paper", *[f"hard_beta{b:g}_paper" for b in paper_betas], "debiased_tau0.1", "hard_beta1.0"]}
-clamp = pd.DataFrame({"setting": [setting[n] for n in clamped], "rows at the floor (last epoch)": clamped.values()},
+           for name in ["debiased_paper", *[f"hard_beta{b:g}_paper" for b in paper_betas],
+                        "debiased_tau0.1", "hard_beta1.0"]}
+clamp = pd.DataFrame({"setting": [setting[n] for n in clamped],
+                      "rows at the floor (last epoch)": clamped.values()},
                      index=list(clamped))
 display(clamp.round(3))
 
@@ -154,12 +160,18 @@ display(Markdown(f"""
 Conclusions at {epochs} epochs (kNN points, 95 % interval over seeds):
 
 * **Paper setting** ({setting['simclr_paper']}):
-""" + "".join(f"""  β = {b:g}: against InfoNCE {line(f'hard_beta{b:g}_paper', 'simclr_paper')};
-  against DCL {line(f'hard_beta{b:g}_paper', 'debiased_paper')}; rows at the floor: {clamped[f'hard_beta{b:g}_paper']:.1%}.
-""" for b in paper_betas) + f"""* **Queue setting** ({setting['moco']}): HCL β = 1 against InfoNCE {line('hard_beta1.0', 'moco')};
+""" + "".join(
+    f"""  β = {b:g}: against InfoNCE {line(f'hard_beta{b:g}_paper', 'simclr_paper')};
+  against DCL {line(f'hard_beta{b:g}_paper', 'debiased_paper')}; \
+rows at the floor: {clamped[f'hard_beta{b:g}_paper']:.1%}.
+""" for b in paper_betas)
+    + f"""* **Queue setting** ({setting['moco']}): HCL β = 1 against InfoNCE {line('hard_beta1.0', 'moco')};
   against DCL {line('hard_beta1.0', 'debiased_tau0.1')}. Rows at the floor: HCL {clamped['hard_beta1.0']:.1%},
-  DCL {clamped['debiased_tau0.1']:.1%}: HCL {'inherits most of DCL’s clamp' if clamped['hard_beta1.0'] > 0.5 * clamped['debiased_tau0.1'] else 'escapes most of DCL’s clamp'} here.
-* β sweep on the queue (one seed off β = 1, exploratory): {', '.join(f'{b}: {knn[f"hard_beta{b}"]:.2f}' for b in betas)}.
+  DCL {clamped['debiased_tau0.1']:.1%}: HCL {'inherits most of DCL’s clamp'
+                                             if clamped['hard_beta1.0'] > 0.5 * clamped['debiased_tau0.1']
+                                             else 'escapes most of DCL’s clamp'} here.
+* β sweep on the queue (one seed off β = 1, exploratory): {', '.join(f'{b}: {knn[f"hard_beta{b}"]:.2f}'
+                                                                    for b in betas)}.
 """))
 
 # %%

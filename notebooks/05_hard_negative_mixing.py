@@ -37,8 +37,10 @@
 scale = "cpu"                 # smoke | cpu | gpu
 base = {"epochs": 4}          # the comparison schedule shared by notebooks 02–06
 seeds = [0, 1, 2]             # seeds of the key comparisons (paired 95 % intervals)
-mochi = {"mochi_n": 256, "mochi_s": 128, "mochi_s_prime": 64, "mochi_warmup": 0.2}  # the paper's ratios, for our queue of 4096
-mochi_large = {"mochi_n": 1024, "mochi_s": 256, "mochi_s_prime": 256, "mochi_warmup": 1}  # our earlier setting
+# the paper's ratios, for our queue of 4096
+mochi = {"mochi_n": 256, "mochi_s": 128, "mochi_s_prime": 64, "mochi_warmup": 0.2}
+# our earlier setting
+mochi_large = {"mochi_n": 1024, "mochi_s": 256, "mochi_s_prime": 256, "mochi_warmup": 1}
 variants = {                  # one seed each, exploratory: the paper's ratios with only s, or only s′
     "mochi_paper_s_only": {"mochi_n": 256, "mochi_s": 128, "mochi_s_prime": 0, "mochi_warmup": 0.2},
     "mochi_paper_sp_only": {"mochi_n": 256, "mochi_s": 0, "mochi_s_prime": 64, "mochi_warmup": 0.2},
@@ -68,10 +70,13 @@ images = data.load("fashion_mnist", "test")
 a, b = images.images[0, 0].float(), images.images[2, 0].float()
 lams = torch.distributions.Beta(0.4, 0.4).sample((5,)).sort().values
 fig, axes = plt.subplots(1, 7, figsize=(9, 1.7))
-axes[0].imshow(a, cmap="gray"); axes[0].set_title(images.classes[images.labels[0]], fontsize=7)
-axes[-1].imshow(b, cmap="gray"); axes[-1].set_title(images.classes[images.labels[2]], fontsize=7)
+axes[0].imshow(a, cmap="gray")
+axes[0].set_title(images.classes[images.labels[0]], fontsize=7)
+axes[-1].imshow(b, cmap="gray")
+axes[-1].set_title(images.classes[images.labels[2]], fontsize=7)
 for ax, lam in zip(axes[1:-1], lams):
-    ax.imshow(lam * a + (1 - lam) * b, cmap="gray"); ax.set_title(f"λ = {lam:.2f}", fontsize=7)
+    ax.imshow(lam * a + (1 - lam) * b, cmap="gray")
+    ax.set_title(f"λ = {lam:.2f}", fontsize=7)
 for ax in axes:
     ax.axis("off")
 fig.tight_layout()
@@ -172,28 +177,34 @@ pairs = [("mochi_paper", "moco"), ("mochi_large", "moco"), ("mochi_paper", "moch
 diffs = {(a, b, m): study.paired_difference(results, a, b, m)
          for a, b in pairs for m in ("knn_top1", "linear_top1", "alignment", "uniformity")}
 display(study.differences(results, pairs, metrics=("knn_top1", "linear_top1", "alignment", "uniformity")))
-plots.intervals([diffs[(a, b, "knn_top1")] for a, b in pairs], title=f"kNN top-1, {train.Config.from_dict(base).epochs} epochs");
+plots.intervals([diffs[(a, b, "knn_top1")] for a, b in pairs],
+                title=f"kNN top-1, {train.Config.from_dict(base).epochs} epochs");
 
 # %%
 epochs = train.Config.from_dict(base).epochs
 knn, al, un = table["knn_top1"], table["alignment"], table["uniformity"]
 def geometry(name):
     a, u = diffs[(name, "moco", "alignment")], diffs[(name, "moco", "uniformity")]
-    return (f"alignment distance {al['moco']:.3f} → {al[name]:.3f}, {a.text(3)} "
-            f"({a.verdict(better='larger: less aligned, as the paper reports', worse='smaller: better aligned, unlike the paper')}); "
-            f"uniformity loss {un['moco']:.3f} → {un[name]:.3f}, {u.text(3)} "
-            f"({u.verdict(better='higher: less uniform, unlike the paper', worse='lower: more uniform, as the paper reports')})")
+    a_word = a.verdict(better="larger: less aligned, as the paper reports",
+                       worse="smaller: better aligned, unlike the paper")
+    u_word = u.verdict(better="higher: less uniform, unlike the paper",
+                       worse="lower: more uniform, as the paper reports")
+    return (f"alignment distance {al['moco']:.3f} → {al[name]:.3f}, {a.text(3)} ({a_word}); "
+            f"uniformity loss {un['moco']:.3f} → {un[name]:.3f}, {u.text(3)} ({u_word})")
 display(Markdown(f"""
 Conclusions at {epochs} epochs:
 
 * **MoCHi at the paper's ratios** (N={mochi['mochi_n']}, s={mochi['mochi_s']}, s′={mochi['mochi_s_prime']},
   warm-up {mochi['mochi_warmup']:g} epochs): kNN {diffs[('mochi_paper', 'moco', 'knn_top1')]}
-  ({diffs[('mochi_paper', 'moco', 'knn_top1')].verdict()}); linear {diffs[('mochi_paper', 'moco', 'linear_top1')]}
+  ({diffs[('mochi_paper', 'moco', 'knn_top1')].verdict()}); \
+linear {diffs[('mochi_paper', 'moco', 'linear_top1')]}
   ({diffs[('mochi_paper', 'moco', 'linear_top1')].verdict()}). Geometry: {geometry('mochi_paper')}.
-* **Our earlier setting** (N={mochi_large['mochi_n']}, s={mochi_large['mochi_s']}, s′={mochi_large['mochi_s_prime']},
+* **Our earlier setting** (N={mochi_large['mochi_n']}, s={mochi_large['mochi_s']}, \
+s′={mochi_large['mochi_s_prime']},
   warm-up {mochi_large['mochi_warmup']:g} epoch): kNN {diffs[('mochi_large', 'moco', 'knn_top1')]}
   ({diffs[('mochi_large', 'moco', 'knn_top1')].verdict()}). Geometry: {geometry('mochi_large')}.
-""" + "".join(f"""* {name} (N={v['mochi_n']}, s={v['mochi_s']}, s′={v['mochi_s_prime']}, one seed, exploratory):
+""" + "".join(
+    f"""* {name} (N={v['mochi_n']}, s={v['mochi_s']}, s′={v['mochi_s_prime']}, one seed, exploratory):
   kNN {knn[name]:.2f}; alignment {al[name]:.3f}, uniformity {un[name]:.3f}.
 """ for name, v in variants.items())))
 

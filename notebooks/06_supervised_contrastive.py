@@ -69,7 +69,8 @@ print(f"SupCon with distinct labels {losses.supcon(z, distinct, 0.1):.4f} = NT-X
 # %%
 results = study.run_groups([({"moco": {}, "supcon": {"loss": "supcon", "source": "batch"},
                               "drop_same_class": {"select": "drop_same_class"}}, base, seeds),
-                            ({"simclr": {"source": "batch"}}, base, seeds[:1])], scale, NB)  # simclr: one seed, context
+                            # simclr: one seed, context
+                            ({"simclr": {"source": "batch"}}, base, seeds[:1])], scale, NB)
 table = study.mean_std(results)
 display(study.formatted(table))
 
@@ -94,9 +95,11 @@ display(Markdown(f"""
 Conclusions at {train.Config.from_dict(base).epochs} epochs (kNN points, 95 % interval over seeds):
 
 * SupCon − MoCo v2: {line('supcon', 'moco')}.
-* SupCon − the same-class oracle (which only removes same-class negatives): {line('supcon', 'drop_same_class')}.
+* SupCon − the same-class oracle (which only removes same-class negatives): \
+{line('supcon', 'drop_same_class')}.
 * The oracle − MoCo v2: {line('drop_same_class', 'moco')}.
-* SimCLR's InfoNCE on the same in-batch source (t = {train.Config.from_dict(base).t:g}, one seed, context only): {knn['simclr']:.2f} %.
+* SimCLR's InfoNCE on the same in-batch source (t = {train.Config.from_dict(base).t:g}, one seed, \
+context only): {knn['simclr']:.2f} %.
 """))
 assert np.isfinite(table["knn_top1"]).all()
 if check_claims:

@@ -147,7 +147,8 @@ def test_flip_equals_horizontally_flipped_image():
 
 def test_crop_of_known_boxes_matches_torchvision_resized_crop():
     x = smooth_images(4, 3, side=40).float() / 255
-    boxes = torch.tensor([[0, 0, 40, 40], [3, 5, 20, 20], [10, 2, 30, 24], [12, 15, 28, 25]], dtype=torch.float32)
+    boxes = torch.tensor([[0, 0, 40, 40], [3, 5, 20, 20], [10, 2, 30, 24], [12, 15, 28, 25]],
+                         dtype=torch.float32)
     out = random_resized_crop(x, boxes, 20)
     for i, (top, left, h, w) in enumerate(boxes.int().tolist()):
         expected = TF.resized_crop(x[i], top, left, h, w, [20, 20], antialias=False)

@@ -126,7 +126,8 @@ def test_load_cifar10(tmp_path):
     batches["test_batch"] = (cifar_images(rng, 3), [9, 0, 4])
     for name, (rows, labels) in batches.items():
         dump(folder / name, {b"batch_label": name.encode(), b"data": rows, b"labels": labels})
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship",
+             b"truck"]
     dump(folder / "batches.meta", {b"label_names": names, b"num_vis": 3072})
 
     train = data.load_cifar(tmp_path, 10, "train")

@@ -55,7 +55,7 @@ def unfinished_copy(finished, to: Path) -> Path:
 # --------------------------------------------------------------------------- the config alone
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(batch_size=1024), 
+    (dict(batch_size=1024),
      r"batch_size must be in \[2, 512\] \(the 512 training images of the run\), got 1024"),
     (dict(bn_splits=0), r"bn_splits must be in \[1, inf\), got 0"),
     (dict(lr=-0.1), r"lr must be in \(0, inf\), got -0.1"),

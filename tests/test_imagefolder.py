@@ -36,8 +36,9 @@ def test_an_image_folder_trains_one_epoch_and_is_evaluated(tree, tmp_path):
 
 
 def test_an_image_folder_is_normalised_with_its_own_statistics(tree):
-    trainer = train.Trainer(Config.from_dict(dict(dataset=f"imagefolder:{tree}", image_size=16, test_split="val",
-                                                  batch_size=16, queue=64, device="cpu", probe=0)))
+    trainer = train.Trainer(Config.from_dict(dict(dataset=f"imagefolder:{tree}", image_size=16,
+                                                  test_split="val", batch_size=16, queue=64, device="cpu",
+                                                  probe=0)))
     x = trainer.train_set.images.double() / 255
     torch.testing.assert_close(torch.tensor(trainer.aug_cfg.mean, dtype=torch.float64), x.mean(dim=(0, 2, 3)))
     torch.testing.assert_close(torch.tensor(trainer.aug_cfg.std, dtype=torch.float64),

@@ -41,7 +41,8 @@ def dcl_reference(pos, neg, t, tau_plus, beta=0.0):
         imp = torch.exp(beta * n_row / t)
         reweight = (imp * neg_exp).sum() / imp.mean()
         pos_exp = torch.exp(p_row / t)
-        ng = torch.clamp((-tau_plus * n * pos_exp.mean() + reweight) / (1 - tau_plus), min=n * math.exp(-1 / t))
+        ng = torch.clamp((-tau_plus * n * pos_exp.mean() + reweight) / (1 - tau_plus),
+                         min=n * math.exp(-1 / t))
         losses.append(-torch.log(pos_exp / (pos_exp + ng)))
     return torch.stack(losses).mean()
 
@@ -53,7 +54,8 @@ def dcl_reference(pos, neg, t, tau_plus, beta=0.0):
 @pytest.mark.parametrize("t", [0.05, 0.2, 0.5])
 def test_debiased_without_prior_is_info_nce(t, device):
     pos, neg = similarities(device=device)
-    torch.testing.assert_close(debiased(pos, neg, t, tau_plus=0.0), info_nce(pos, neg, t), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(debiased(pos, neg, t, tau_plus=0.0), info_nce(pos, neg, t),
+                               rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -137,13 +139,16 @@ def test_info_nce_hand_computed():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("t, tau_plus, beta", [(0.05, 0.1, 1.0), (0.1, 0.3, 0.5), (0.5, 0.1, 2.0), (0.2, 0.6, 0.0)])
+@pytest.mark.parametrize("t, tau_plus, beta",
+                         [(0.05, 0.1, 1.0), (0.1, 0.3, 0.5), (0.5, 0.1, 2.0), (0.2, 0.6, 0.0)])
 def test_hard_and_debiased_match_the_official_form(t, tau_plus, beta, device):
     pos, neg = similarities(batch=16, n_neg=64, device=device)
     expected_hard = dcl_reference(pos[:, None].cpu(), neg.cpu(), t, tau_plus, beta)
     expected_dcl = dcl_reference(pos[:, None].cpu(), neg.cpu(), t, tau_plus)
-    torch.testing.assert_close(hard(pos, neg, t, tau_plus, beta).cpu().double(), expected_hard, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(debiased(pos, neg, t, tau_plus).cpu().double(), expected_dcl, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(hard(pos, neg, t, tau_plus, beta).cpu().double(), expected_hard,
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(debiased(pos, neg, t, tau_plus).cpu().double(), expected_dcl,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_small_temperature_is_finite_with_finite_gradients():
@@ -174,8 +179,10 @@ def test_bf16_inputs_are_computed_in_float32(device):
 
 def test_one_positive_as_a_column_is_the_official_form():
     pos, neg = similarities()
-    torch.testing.assert_close(debiased(pos[:, None], neg, 0.2, 0.1), debiased(pos, neg, 0.2, 0.1), rtol=0, atol=0)
-    torch.testing.assert_close(hard(pos[:, None], neg, 0.2, 0.1, 1.0), hard(pos, neg, 0.2, 0.1, 1.0), rtol=0, atol=0)
+    torch.testing.assert_close(debiased(pos[:, None], neg, 0.2, 0.1), debiased(pos, neg, 0.2, 0.1),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(hard(pos[:, None], neg, 0.2, 0.1, 1.0), hard(pos, neg, 0.2, 0.1, 1.0),
+                               rtol=0, atol=0)
 
 
 def test_several_positives_average_the_per_positive_losses_with_one_ng():
@@ -192,7 +199,8 @@ def test_several_positives_average_the_per_positive_losses_with_one_ng():
 
 def test_several_equal_positives_are_one_positive():
     pos, neg = similarities()
-    torch.testing.assert_close(debiased(pos[:, None].expand(-1, 3), neg, 0.2, 0.1), debiased(pos, neg, 0.2, 0.1))
+    torch.testing.assert_close(debiased(pos[:, None].expand(-1, 3), neg, 0.2, 0.1),
+                               debiased(pos, neg, 0.2, 0.1))
 
 
 # --- SupCon -----------------------------------------------------------------------------
@@ -220,7 +228,8 @@ def supcon_brute_force(z, labels, t, base_t):
         if not positives:
             continue
         denominator = sum(math.exp(float(z[i] @ z[a]) / t) for a in others)
-        total += -sum(math.log(math.exp(float(z[i] @ z[p]) / t) / denominator) for p in positives) / len(positives)
+        total += -sum(math.log(math.exp(float(z[i] @ z[p]) / t) / denominator)
+                      for p in positives) / len(positives)
         anchors += 1
     return t / base_t * total / anchors
 

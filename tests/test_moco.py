@@ -110,7 +110,8 @@ def test_shuffled_keys_stay_aligned_with_their_images():
     shuffled, plain = tiny_moco(shuffle_bn=True), tiny_moco(shuffle_bn=False)
     torch.testing.assert_close(shuffled.keys(x, torch.Generator().manual_seed(0)), plain.keys(x))
     # with split BN the shuffle changes which images share statistics, so keys change
-    split_shuffled, split_plain = tiny_moco(shuffle_bn=True, bn_splits=2), tiny_moco(shuffle_bn=False, bn_splits=2)
+    split_shuffled = tiny_moco(shuffle_bn=True, bn_splits=2)
+    split_plain = tiny_moco(shuffle_bn=False, bn_splits=2)
     assert not torch.allclose(split_shuffled.keys(x, torch.Generator().manual_seed(0)), split_plain.keys(x))
 
 

@@ -253,7 +253,8 @@ def test_mochi_shapes_unit_norm_and_coefficients(dtype, device):
     q, queue = unit(8, 16, 0, device).to(dtype), unit(200, 16, 1, device).to(dtype)
     synthetic, alpha, beta = mochi(q, queue, n_hard=20, s=64, s_prime=32, return_coefficients=True)
     assert synthetic.shape == (8, 96, 16) and synthetic.dtype == dtype
-    torch.testing.assert_close(synthetic.float().norm(dim=-1), torch.ones(8, 96, device=device), rtol=0, atol=1e-2)
+    torch.testing.assert_close(synthetic.float().norm(dim=-1), torch.ones(8, 96, device=device),
+                               rtol=0, atol=1e-2)
     assert alpha.shape == (8, 64) and beta.shape == (8, 32)
     assert ((alpha >= 0) & (alpha < 1)).all() and ((beta >= 0) & (beta < 0.5)).all()
     assert mochi_logits(q, synthetic).shape == (8, 96)
@@ -336,7 +337,8 @@ def test_mochi_draw_takes_pairs_of_distinct_hard_negatives():
         assert (indices[:, :, None] == hardest[:, None, :]).any(-1).all()  # all from Q̃
     assert (draw.first != draw.second).all()
     assert ((draw.alpha >= 0) & (draw.alpha < 1)).all() and ((draw.beta >= 0) & (draw.beta < 0.5)).all()
-    assert draw.first.shape == draw.alpha.shape == (6, 500) and draw.partner.shape == draw.beta.shape == (6, 300)
+    assert draw.first.shape == draw.alpha.shape == (6, 500)
+    assert draw.partner.shape == draw.beta.shape == (6, 300)
 
 
 # --- difficulty bands ---------------------------------------------------------------------
@@ -377,7 +379,8 @@ def test_band_same_class_fraction():
     same_class = torch.zeros(2, 1000, dtype=torch.bool)
     same_class[:, [0, 5, 20, 600]] = True
     stats = difficulty_bands(torch.ones(2), neg, 0.1, same_class)
-    assert stats["band_counts"] == [2, 18, 80, 900, 1000]  # ranks 0 | 1-9 | 10-49 | 50-499 | 500-999, two rows
+    # ranks 0 | 1-9 | 10-49 | 50-499 | 500-999, two rows
+    assert stats["band_counts"] == [2, 18, 80, 900, 1000]
     assert stats["same_class_fraction"] == pytest.approx([1.0, 1 / 9, 1 / 40, 0.0, 1 / 500])
 
 

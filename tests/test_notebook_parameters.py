@@ -45,11 +45,13 @@ def test_a_parameter_file_is_checked_against_the_notebook(tmp_path, monkeypatch)
     path = tmp_path / "smoke" / "01_moco_v2.yaml"
     path.write_text("scale: smoke\nepochs: 3\n")
     unknown = (r"01_moco_v2.yaml \(with smoke/base.yaml\): epochs is not a parameter of the notebook \(its "
-               r"parameters: scale, base, check_claims, knn_target, baseline, seeds\); cl.train.Config keys go in base")
+               r"parameters: scale, base, check_claims, knn_target, baseline, seeds\); "
+               r"cl.train.Config keys go in base")
     with pytest.raises(ParameterError, match=unknown):
         study.check_notebook_parameters("smoke", ["01_moco_v2"])
     path.write_text("scale: smoke\nbase: {weight_decay: 5e-4, lr: -0.1}\n")
-    with pytest.raises(ParameterError, match=r"01_moco_v2.yaml \(with smoke/base.yaml\): parameter base: lr must be in"):
+    with pytest.raises(ParameterError,
+                       match=r"01_moco_v2.yaml \(with smoke/base.yaml\): parameter base: lr must be in"):
         study.execute("smoke", ["01_moco_v2"])
     with pytest.raises(ParameterError, match=r"no notebook 99_nothing: use names of 00_contrastive_learning"):
         study.execute("smoke", ["99_nothing"])
@@ -76,14 +78,16 @@ def test_papermill_stops_in_the_cell_after_the_parameters_and_nothing_runs(injec
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_notebook_takes_the_shared_parameters_it_declares_and_its_own_file_overrides_them(tmp_path, monkeypatch):
+def test_a_notebook_takes_the_shared_parameters_it_declares_and_its_own_file_overrides_them(
+        tmp_path, monkeypatch):
     monkeypatch.setattr(study, "PARAMS", tmp_path)
     (tmp_path / "smoke").mkdir()
     (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseeds: [0, 1]\nbase: {epochs: 2}\n"
                                                   "paper_setting: {t: 0.5}\n")
     (tmp_path / "smoke" / "01_moco_v2.yaml").write_text("seeds: [3]\n")
+    # no paper_setting
     assert study.parameters("smoke", "00_contrastive_learning") == {"scale": "smoke", "seeds": [0, 1],
-                                                                     "base": {"epochs": 2}}  # no paper_setting
+                                                                     "base": {"epochs": 2}}
     assert study.parameters("smoke", "01_moco_v2")["seeds"] == [3]
     assert study.parameters("smoke", "03_debiased")["paper_setting"] == {"t": 0.5}
     (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseed: [0]\n")

@@ -1,4 +1,5 @@
-"""The registry of objectives: every entry trains a step from every source it accepts; names never fall through."""
+"""The registry of objectives: every entry trains a step from every source it accepts;
+names never fall through."""
 import pytest
 import torch
 
@@ -18,8 +19,8 @@ def test_every_registered_objective_trains_one_step_from_every_source_it_accepts
         seen.append(similarities)
         return objective.loss(cfg, similarities)
 
-    monkeypatch.setitem(objectives.OBJECTIVES, name, objectives.Objective(spy, objective.sources, objective.row,
-                                                                         objective.clamp))
+    monkeypatch.setitem(objectives.OBJECTIVES, name,
+                        objectives.Objective(spy, objective.sources, objective.row, objective.clamp))
     trainer = train.Trainer(Config.from_dict({**TINY, "loss": name, "source": source}))
     before = [p.detach().clone() for p in trainer.encoder.parameters()]
     loss, last = trainer.train_step(torch.arange(64), progress=0.0)
@@ -42,13 +43,15 @@ def test_a_new_objective_is_one_entry_the_config_and_the_step_then_use(monkeypat
     scaled = objectives.Objective(lambda cfg, s: 2 * losses.info_nce(s.pos, s.neg, cfg.t), sources=("batch",))
     monkeypatch.setitem(objectives.OBJECTIVES, "twice_info_nce", scaled)
     monkeypatch.setitem(train.CHOICES, "loss", tuple(objectives.OBJECTIVES))
-    with pytest.raises(ConfigError, match="twice_info_nce takes its negatives from batch: use source='batch'"):
+    with pytest.raises(ConfigError,
+                       match="twice_info_nce takes its negatives from batch: use source='batch'"):
         Config.from_dict({**TINY, "loss": "twice_info_nce"})
     cfg = Config.from_dict({**TINY, "loss": "twice_info_nce", "source": "batch"})
     torch.manual_seed(0)
     twice, _ = train.Trainer(cfg).train_step(torch.arange(64), progress=0.0)
     torch.manual_seed(0)
-    once, _ = train.Trainer(Config.from_dict({**TINY, "source": "batch"})).train_step(torch.arange(64), progress=0.0)
+    once, _ = train.Trainer(Config.from_dict({**TINY, "source": "batch"})).train_step(torch.arange(64),
+                                                                                      progress=0.0)
     assert twice == pytest.approx(2 * once, rel=1e-5)
 
 

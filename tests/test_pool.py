@@ -41,7 +41,8 @@ def test_groups_train_side_by_side_in_order_and_a_second_call_reuses_them(runs, 
 
 def test_a_run_that_fails_beside_others_is_one_line_and_the_others_finish(runs):
     conditions = {"good": {}, "diverges": {"lr": 3e5}, "later": {"t": 0.3}}
-    with pytest.raises(cli.UserError, match=r"^diverges_s0: training diverged: .*lower lr \(now 300000.0\)") as error:
+    with pytest.raises(cli.UserError,
+                       match=r"^diverges_s0: training diverged: .*lower lr \(now 300000.0\)") as error:
         study.run_conditions(conditions, TINY, [0], "s", "nb")
     assert "\n" not in str(error.value)
     assert json.loads((runs / "s" / "good_s0" / "metrics.json").read_text())["finished"]
@@ -75,8 +76,9 @@ def test_ctrl_c_stops_every_run_at_a_clean_point_and_says_where_each_resumes(tmp
             print(error)
     """)
     env = {**os.environ, pool.ENV: "2", progress.ENV: ""}
+    # start_new_session: a kernel's process group
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # a kernel's process group
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         seen = set()
         while len(seen) < 2:  # both runs have checkpointed an epoch
@@ -92,8 +94,8 @@ def test_ctrl_c_stops_every_run_at_a_clean_point_and_says_where_each_resumes(tmp
     parts = out.strip().split("; ")
     assert sorted(part.split(":")[0] for part in parts) == ["a_s0", "b_s0"]
     for part in parts:
-        assert re.fullmatch(r"\w_s0: running it again with the same config and run folder \(.*\) resumes at epoch "
-                            r"\d+ of 40, from the checkpoint of epoch \d+", part), part
+        assert re.fullmatch(r"\w_s0: running it again with the same config and run folder \(.*\) "
+                            r"resumes at epoch \d+ of 40, from the checkpoint of epoch \d+", part), part
 
 
 def test_the_terminal_draws_one_bar_per_run_training_side_by_side(tmp_path):

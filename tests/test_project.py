@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def pins(lines):
-    return {m.group(1).lower(): m.group(2) for m in (re.match(r"\s*-?\s*([A-Za-z0-9_.\-]+)==(\S+)", l) for l in lines) if m}
+    return {m.group(1).lower(): m.group(2)
+            for m in (re.match(r"\s*-?\s*([A-Za-z0-9_.\-]+)==(\S+)", line) for line in lines) if m}
 
 
 def test_environment_yml_and_requirements_carry_the_same_pins():

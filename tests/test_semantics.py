@@ -16,8 +16,9 @@ from cl.semantics import WordNetError
 
 DEBIAN_WORDNET = Path(semantics.DEBIAN_WORDNET)
 LEXNAMES_MAN_PAGE = Path("/usr/share/man/man5/lexnames.5WN.gz")
-needs_debian = pytest.mark.skipif(not (DEBIAN_WORDNET / "data.noun").is_file(),
-                                  reason="Debian WordNet absent (apt-get install wordnet-base wordnet-sense-index)")
+needs_debian = pytest.mark.skipif(
+    not (DEBIAN_WORDNET / "data.noun").is_file(),
+    reason="Debian WordNet absent (apt-get install wordnet-base wordnet-sense-index)")
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,8 @@ def test_lexnames_are_the_45_lexicographer_files():
     for _, name, category in semantics.LEXNAMES:
         assert categories[name.split(".")[0]] == category
     lines = semantics.lexnames_text().splitlines()
-    assert lines[0] == "00\tadj.all\t3" and lines[18] == "18\tnoun.person\t1" and lines[44] == "44\tadj.ppl\t3"
+    assert (lines[0] == "00\tadj.all\t3" and lines[18] == "18\tnoun.person\t1"
+            and lines[44] == "44\tadj.ppl\t3")
 
 
 @pytest.mark.skipif(not LEXNAMES_MAN_PAGE.is_file(), reason="man page lexnames(5WN) absent")
@@ -94,8 +96,10 @@ def test_fashion_mnist_synsets_form_the_expected_hierarchy(installed):
     def meet(a, b):
         return {s.name() for s in synsets[a].lowest_common_hypernyms(synsets[b])}
 
-    footwear, garments = ("Sandal", "Sneaker", "Ankle boot"), ("T-shirt/top", "Pullover", "Coat", "Shirt", "Trouser")
-    assert all(wn.synset("footwear.n.02") in synsets[name].closure(lambda s: s.hypernyms()) for name in footwear)
+    footwear = ("Sandal", "Sneaker", "Ankle boot")
+    garments = ("T-shirt/top", "Pullover", "Coat", "Shirt", "Trouser")
+    assert all(wn.synset("footwear.n.02") in synsets[name].closure(lambda s: s.hypernyms())
+               for name in footwear)
     assert all(meet(a, b) <= {"garment.n.01", "shirt.n.01"} for a in garments for b in garments if a != b)
     assert meet("Dress", "Coat") == {"clothing.n.01"}
     assert wn.synset("container.n.01") in synsets["Bag"].hypernyms()

@@ -54,7 +54,8 @@ def test_parameters_name_the_missing_file_and_check_the_scale(tmp_path, monkeypa
         study.parameters("huge", "01_moco_v2")
     assert study.parameters("smoke", "01_moco_v2")["check_claims"] is False
     monkeypatch.setattr(study, "PARAMS", tmp_path)
-    with pytest.raises(FileNotFoundError, match=f"no shared parameters for scale smoke: write {tmp_path}/smoke/base.yaml"):
+    with pytest.raises(FileNotFoundError,
+                       match=f"no shared parameters for scale smoke: write {tmp_path}/smoke/base.yaml"):
         study.parameters("smoke", "01_moco_v2")
 
 
@@ -104,7 +105,8 @@ def test_fewer_than_three_seeds_claim_nothing():
 def test_differences_table_gives_knn_and_linear_side_by_side():
     results = {"a": [{"config": {"seed": s}, "final": {"knn_top1": 80 + s + 1, "linear_top1": 85 + s}}
                      for s in range(3)],
-               "b": [{"config": {"seed": s}, "final": {"knn_top1": 80 + s, "linear_top1": 85 + s}} for s in range(3)]}
+               "b": [{"config": {"seed": s}, "final": {"knn_top1": 80 + s, "linear_top1": 85 + s}}
+                     for s in range(3)]}
     table = study.differences(results, [("a", "b")])
     assert table.loc["a − b", "knn_top1 verdict"] == "better"
     assert table.loc["a − b", "linear_top1 verdict"] == "no difference resolved at this budget"
@@ -122,4 +124,5 @@ def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_
     readme.write_text(f"intro\n{study.README_BEGIN}\nold numbers\n{study.README_END}\noutro\n")
     study.write_readme_results("cpu", readme)
     text = readme.read_text()
-    assert "old numbers" not in text and "81.00 ± 1.41" in text and text.endswith(f"{study.README_END}\noutro\n")
+    assert "old numbers" not in text and "81.00 ± 1.41" in text
+    assert text.endswith(f"{study.README_END}\noutro\n")

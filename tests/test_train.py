@@ -14,7 +14,8 @@ TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=
 
 
 def test_unknown_key_names_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown parameter 'lrr' \(did you mean 'lr'\?\).*valid parameters:.*epochs"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown parameter 'lrr' \(did you mean 'lr'\?\).*valid parameters:.*epochs"):
         Config.from_dict({"lrr": 0.1})
 
 
@@ -58,7 +59,8 @@ def test_cosine_lr_schedule():
 
 
 def test_constant_lr_schedule_and_adam_as_in_the_dcl_code():
-    cfg = Config.from_dict(dict(lr=1e-3, epochs=10, lr_schedule="constant", optimizer="adam", weight_decay=1e-6))
+    cfg = Config.from_dict(dict(lr=1e-3, epochs=10, lr_schedule="constant", optimizer="adam",
+                                weight_decay=1e-6))
     assert [train.learning_rate(cfg, p) for p in (0.0, 0.5, 0.99)] == [1e-3] * 3
     opt = train.build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
     assert isinstance(opt, torch.optim.Adam) and opt.defaults["weight_decay"] == 1e-6
@@ -135,7 +137,8 @@ def test_nan_loss_stops_clearly_and_keeps_the_last_checkpoint(tmp_path, monkeypa
         loss = original.loss(cfg, similarities)
         return loss * float("nan") if len(calls) > 8 else loss
 
-    monkeypatch.setitem(objectives.OBJECTIVES, "info_nce", dataclasses.replace(original, loss=nan_from_the_ninth_step))
+    monkeypatch.setitem(objectives.OBJECTIVES, "info_nce",
+                        dataclasses.replace(original, loss=nan_from_the_ninth_step))
     with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, step 1: lower lr"):
         train.run(TINY, run_dir, progress=False)
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
@@ -167,7 +170,8 @@ def test_command_line_entry_under_torchrun(tmp_path, port, overrides):
     cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1, **overrides}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(port), "-m", "cl.train", str(cfg), "--run-dir", str(tmp_path / "ddp")],
+                           "--master_port", str(port), "-m", "cl.train", str(cfg),
+                           "--run-dir", str(tmp_path / "ddp")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
@@ -223,7 +227,8 @@ def test_dcl_runs_record_the_share_of_clamped_rows_per_epoch(tmp_path):
 def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(finished, tmp_path):
     run_dir, record = finished
     probe = train.read_probe(run_dir / train.PROBE)
-    assert sorted(probe["embeddings"]) == [1, 2] and probe["embeddings"][1].shape == (TINY["probe"], TINY["dim"])
+    assert sorted(probe["embeddings"]) == [1, 2]
+    assert probe["embeddings"][1].shape == (TINY["probe"], TINY["dim"])
     assert torch.allclose(probe["embeddings"][2].norm(dim=1), torch.ones(TINY["probe"]))
     assert not torch.equal(probe["embeddings"][1], probe["embeddings"][2])  # it trained in between
     full = train.Trainer(Config.from_dict({**TINY, "train_subset": 0, "seed": 5}))  # another seed, no subset
