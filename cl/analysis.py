@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -37,3 +38,74 @@ def probe_queue(trainer, n: int = 1024, seed: int = 1) -> QueueProbe:
     neg = (q @ moco.queue.T).masked_fill(moco.queue_index[None, :] == idx[:, None], -float("inf"))
     labels = images.labels[idx]
     return QueueProbe(idx, labels, q, (q * k).sum(1), neg, moco.queue_labels[None, :] == labels[:, None])
+
+
+class ProbeRecord(NamedTuple):
+    """What a run kept of its probe (cl.train, ``probe.pt``): the same training images for every run."""
+    indices: torch.Tensor              # (P,) their indices in the training set
+    labels: torch.Tensor               # (P,) their labels
+    embeddings: dict[int, torch.Tensor]  # epoch → (P, d) normalised z after that epoch
+    config: dict                       # the run's config
+
+
+def load_probe(run_dir) -> ProbeRecord:
+    """The probe embeddings a finished run kept, epoch by epoch; one line naming the fix when it has none."""
+    import json
+    from pathlib import Path
+
+    from cl import cli, train
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.json"
+    if not metrics.exists() or not json.loads(metrics.read_text()).get("finished"):
+        raise cli.UserError(f"{run_dir.name} is not a finished run in {run_dir.parent}: run the notebook "
+                            f"that trains it first (make run trains every notebook in order)")
+    if not (run_dir / train.PROBE).exists():
+        raise cli.UserError(f"{run_dir} has no probe.pt (trained before runs embedded the probe, or with "
+                            f"probe: 0): delete the folder and run its notebook again")
+    probe = train.read_probe(run_dir / train.PROBE)
+    return ProbeRecord(probe["indices"], probe["labels"], dict(sorted(probe["embeddings"].items())),
+                       json.loads(metrics.read_text())["config"])
+
+
+def semantic_difficulty(z: torch.Tensor, labels: torch.Tensor, similarities: dict[str, torch.Tensor]) -> dict:
+    """What makes a probe negative hard after training, from one epoch's probe embeddings ``z`` (P, d):
+
+        percentiles   (P, P) each negative's difficulty percentile among its query's negatives
+        pairs         (C, C) mean difficulty of class-b negatives for class-a queries
+        rho           {measure: Spearman's ρ of difficulty and semantic similarity over the class pairs}
+        same_class    mean difficulty of same-class negatives (the diagonal of ``pairs``)
+        other_class   mean difficulty of the others (the off-diagonal class pairs, each weighted alike)
+        same_minus_other   their difference
+    """
+    from cl import difficulty
+    classes = next(iter(similarities.values())).shape[0]
+    percentiles = difficulty.difficulty_percentiles(z)
+    pairs = difficulty.class_pair_difficulty(percentiles, labels, classes)
+    off_diagonal = ~torch.eye(classes, dtype=torch.bool)
+    rho = {m: difficulty.difficulty_semantic_correlation(pairs, s).rho for m, s in similarities.items()}
+    same, other = float(pairs.diagonal().nanmean()), float(pairs[off_diagonal].nanmean())
+    return {"percentiles": percentiles, "pairs": pairs, "rho": rho, "same_class": same, "other_class": other,
+            "same_minus_other": same - other}
+
+
+def consistency(record: ProbeRecord, seed: int = 0) -> pd.DataFrame:
+    """Is a (query, negative) pair that is hard after epoch e still hard at the end (Cai et al. 2020)?
+
+    One row per epoch e before the last: Spearman's ρ between the difficulty percentiles after e and
+    after the last epoch (``observed``), the same with epoch e's matrix shuffled within each class
+    pair (``within_class_pairs``: what class membership alone explains) and shuffled globally
+    (``global``: chance, ρ ≈ 0). A pair's difficulty persists beyond its classes when observed
+    exceeds the within-class-pair control.
+    """
+    from cl import difficulty
+    g = torch.Generator().manual_seed(seed)
+    epochs = list(record.embeddings)
+    final = difficulty.difficulty_percentiles(record.embeddings[epochs[-1]])
+    rows = []
+    for epoch in epochs[:-1]:
+        pct = difficulty.difficulty_percentiles(record.embeddings[epoch])
+        rows.append({"epoch": epoch, "observed": difficulty.pair_consistency(pct, final),
+                     "within_class_pairs": difficulty.pair_consistency(
+                         difficulty.shuffled_within_class_pairs(pct, record.labels, g), final),
+                     "global": difficulty.pair_consistency(difficulty.shuffled_globally(pct, g), final)})
+    return pd.DataFrame(rows).set_index("epoch")

@@ -291,6 +291,16 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def interval_words(values, positive: str, negative: str) -> str:
+    """One quantity measured once per seed, in words from its 95 % t interval: ``positive`` when the
+    interval lies above 0, ``negative`` below, else no effect resolved; below MIN_SEEDS values, no claim."""
+    mean, low, high = t_interval(values)
+    if len(values) < MIN_SEEDS:
+        return f"{mean:+.3f} ({len(values)} seed{'s' if len(values) != 1 else ''}: no claim)"
+    word = positive if low > 0 else negative if high < 0 else "no effect resolved at this budget"
+    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]: {word}"
+
+
 def paired_difference(results: dict[str, list[dict]], a: str, b: str, metric: str = "knn_top1",
                       level: float = 0.95) -> Difference:
     """Condition ``a`` minus condition ``b`` over the seeds both ran, paired by seed:

@@ -1,5 +1,7 @@
 """Promises of the project's layout: pins, pairing, parameters for every notebook and scale."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -53,3 +55,10 @@ def test_jupytext_pairs_ipynb_with_percent_scripts():
 def test_ci_calls_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text() and "make run" in (ROOT / "README.md").read_text()
+
+
+def test_the_code_passes_the_configured_linter():
+    # ruff's rules and the 110-column limit are in pyproject.toml; `make lint` runs the same
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "cl", "tests", "notebooks"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]

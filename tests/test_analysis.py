@@ -1,0 +1,97 @@
+"""What notebooks compute on trained runs (cl.analysis), and the words of a per-seed interval."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cl import analysis, cli, difficulty, study, train
+
+TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
+            epochs=3, monitor_bank=128, linear_epochs=5, probe=60, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train.run(TINY, run_dir, progress=False)
+    return run_dir
+
+
+def test_a_runs_probe_is_read_epoch_by_epoch(trained):
+    record = analysis.load_probe(trained)
+    assert list(record.embeddings) == [1, 2, 3] and record.embeddings[3].shape == (60, 8)
+    assert record.config["epochs"] == 3 and record.labels.shape == record.indices.shape == (60,)
+
+
+def test_a_missing_or_unprobed_run_is_one_line_naming_the_fix(trained, tmp_path):
+    with pytest.raises(cli.UserError, match="nothing_s0 is not a finished run .*run the notebook that trains it"):
+        analysis.load_probe(tmp_path / "nothing_s0")
+    unprobed = tmp_path / "unprobed"
+    train.run({**TINY, "epochs": 1, "probe": 0}, unprobed, progress=False)
+    with pytest.raises(cli.UserError, match="has no probe.pt .*delete the folder and run its notebook again"):
+        analysis.load_probe(unprobed)
+
+
+def test_consistency_of_a_fixed_geometry_is_one_and_beats_its_controls():
+    g = torch.Generator().manual_seed(0)
+    z = F.normalize(torch.randn(40, 6, generator=g), dim=1)
+    labels = torch.arange(40) % 4
+    record = analysis.ProbeRecord(torch.arange(40), labels, {1: z, 2: z, 3: z}, {})
+    table = analysis.consistency(record)
+    assert list(table.index) == [1, 2] and table["observed"].tolist() == pytest.approx([1.0, 1.0])
+    assert (table["within_class_pairs"] < 0.5).all() and (table["global"].abs() < 0.1).all()
+
+
+def test_semantic_difficulty_of_embeddings_built_along_the_similarity():
+    # four classes on a circle: the nearer two classes' centres, the harder their negatives
+    angles = torch.tensor([0.0, 0.3, 1.6, 3.1])
+    centres = torch.stack([angles.cos(), angles.sin()], 1)
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(4).repeat_interleave(10)
+    z = F.normalize(centres[labels] + 0.01 * torch.randn(40, 2, generator=g), dim=1)
+    similarity = {"closeness": -(angles[:, None] - angles[None, :]).abs()}
+    result = analysis.semantic_difficulty(z, labels, similarity)
+    assert result["rho"]["closeness"] > 0.9  # percentiles rank within rows: nearly, not exactly, monotone
+    assert result["same_class"] > result["other_class"] and result["same_minus_other"] > 0.3
+
+
+def test_other_class_percentiles_rank_among_the_other_classes_only():
+    z = F.normalize(torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]]), dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    pct = difficulty.other_class_percentiles(z, labels)
+    same = labels[:, None] == labels[None, :]
+    assert torch.isnan(pct[same]).all() and torch.isfinite(pct[~same]).all()
+    # query 0's other-class negatives: 3 (0.6) > 2 (0.0) > 4 (-1.0)
+    assert pct[0, 3] == 1.0 and pct[0, 2] == 0.5 and pct[0, 4] == 0.0
+    # every row spans 0..1 over its own other-class negatives
+    assert torch.allclose(torch.nanmean(pct, dim=1), torch.full((5,), 0.5, dtype=torch.float64))
+
+
+def test_labelled_pairs_read_the_ranked_table():
+    pairs = torch.tensor([[0.5, 0.9, 0.1], [0.9, 0.5, 0.2], [0.1, 0.2, 0.5]], dtype=torch.float64)
+    sim = torch.tensor([[1.0, 0.8, 0.1], [0.8, 1.0, 0.3], [0.1, 0.3, 1.0]], dtype=torch.float64)
+    ranked = difficulty.ranked_class_pairs(pairs, sim, ["a", "b", "c"])
+    assert difficulty.labelled_pairs(ranked, difficulty.CORRELATED) == {("a", "b")}
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0.5, 0.6, 0.55], "better"), ([-0.5, -0.6, -0.55], "worse"), ([0.5, -0.6, 0.1], "no effect resolved"),
+    ([0.5], "1 seed: no claim"), ([0.5, 0.4], "2 seeds: no claim"),
+])
+def test_the_words_of_an_interval_over_seeds(values, expected):
+    words = study.interval_words(values, "better", "worse")
+    assert words.endswith(expected) or expected in words
+    if len(values) >= 3:
+        mean, low, high = study.t_interval(values)
+        assert f"[{low:+.3f}, {high:+.3f}]" in words and not math.isnan(low)
+
+
+def test_the_parameters_command_prints_a_notebooks_merged_parameters(capsys):
+    assert study.main(["parameters", "--scale", "smoke", "--only", "03_debiased"]) == 0
+    printed = cli.load_yaml(capsys.readouterr().out)
+    assert printed == study.parameters("smoke", "03_debiased") and "paper_setting" in printed
+    assert study.main(["parameters", "--scale", "smoke"]) == 1
+    assert "parameters needs one notebook: --only NAME" in capsys.readouterr().err
+    assert json.dumps(printed)  # plain YAML types, as papermill -f reads them
