@@ -26,7 +26,8 @@ def test_a_runs_probe_is_read_epoch_by_epoch(trained):
 
 
 def test_a_missing_or_unprobed_run_is_one_line_naming_the_fix(trained, tmp_path):
-    with pytest.raises(cli.UserError, match="nothing_s0 is not a finished run .*run the notebook that trains it"):
+    missing = "nothing_s0 is not a finished run .*run the notebook that trains it"
+    with pytest.raises(cli.UserError, match=missing):
         analysis.load_probe(tmp_path / "nothing_s0")
     unprobed = tmp_path / "unprobed"
     train.run({**TINY, "epochs": 1, "probe": 0}, unprobed, progress=False)
