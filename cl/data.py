@@ -95,6 +95,11 @@ class Dataset:
         """Image height (images are square)."""
         return self.images.shape[2]
 
+    def of_classes(self, labels: list[int]) -> "Dataset":
+        """The samples whose label is in ``labels``; labels keep their values (and ``classes`` its names)."""
+        keep = torch.isin(self.labels, torch.tensor(labels, device=self.labels.device))
+        return dataclasses.replace(self, images=self.images[keep], labels=self.labels[keep])
+
     def subset(self, n: int, seed: int) -> "Dataset":
         """``n`` samples drawn at random without replacement, the same ones for the same seed."""
         if not 0 < n <= len(self):

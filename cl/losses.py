@@ -109,6 +109,28 @@ def positives_only(pos: Tensor, t: float) -> Tensor:
     return -_at_least_float32(pos).mean() / t
 
 
+def negative_cosine(pos: Tensor) -> Tensor:
+    """SimSiam's loss (Chen & He 2021, eq. 1-2): the mean of D = −cos(p, sg(z)) over both views,
+
+        L = ½ D(p₁, sg(z₂)) + ½ D(p₂, sg(z₁)),
+
+    from ``pos`` (2B,), the cosines of each prediction with the other view's stop-gradient
+    embedding (``cl.siamese.Siamese``). Minimum −1. Notebook 08.
+    """
+    return -_at_least_float32(pos).mean()
+
+
+def byol(pos: Tensor) -> Tensor:
+    """BYOL's loss (Grill et al. 2020, eq. 2), symmetrised: the squared distance of the normalised
+    prediction and target, ‖p̄ − z̄′‖² = 2 − 2·cos(p, z′), averaged over both views,
+
+        L = 2 − 2·mean(pos),
+
+    ``pos`` (2B,) as in ``negative_cosine``, against the momentum target. Minimum 0. Notebook 08.
+    """
+    return 2 - 2 * _at_least_float32(pos).mean()
+
+
 def supcon(z: Tensor, labels: Tensor, t: float, base_t: float | None = None) -> Tensor:
     """Supervised contrastive loss L_out (Khosla et al. 2020, eq. 2):
 

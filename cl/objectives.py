@@ -24,7 +24,7 @@ from cl import losses
 if TYPE_CHECKING:
     from cl.train import Config
 
-SOURCES = ("queue", "batch")
+SOURCES = ("queue", "batch", "none")  # none: no negatives at all (SimSiam, BYOL)
 
 
 class Similarities(NamedTuple):
@@ -41,10 +41,12 @@ class Similarities(NamedTuple):
 class Objective:
     """A loss and what it needs from the step."""
     loss: Callable[[Config, Similarities], torch.Tensor]
-    sources: tuple[str, ...] = SOURCES  # where its negatives may come from
+    sources: tuple[str, ...] = ("queue", "batch")  # where its negatives may come from
     row: bool = True  # reads the row of negatives: selections and MoCHi apply to it
     # (cfg, pos, neg) -> (B,) bool: the rows where the estimator sits at its floor (DCL, HCL)
     clamp: Callable[[Config, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    # model parts beyond the encoder: "predictor" (SimSiam, BYOL), "momentum_target" (BYOL)
+    parts: tuple[str, ...] = ()
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -59,6 +61,12 @@ OBJECTIVES: dict[str, Objective] = {
     "hard": Objective(
         lambda cfg, s: losses.hard(s.pos, s.neg, cfg.t, cfg.tau_plus, cfg.beta),
         clamp=lambda cfg, pos, neg: losses.clamp_binds(pos, neg, cfg.t, cfg.tau_plus, cfg.beta)),
+    # SimSiam (Chen & He 2021): a predictor and a stop-gradient, no negatives: notebook 08
+    "simsiam": Objective(lambda cfg, s: losses.negative_cosine(s.pos), sources=("none",), row=False,
+                         parts=("predictor",)),
+    # BYOL (Grill et al. 2020): a predictor and a momentum target, no negatives: notebook 08
+    "byol": Objective(lambda cfg, s: losses.byol(s.pos), sources=("none",), row=False,
+                      parts=("predictor", "momentum_target")),
     # supervised contrastive (Khosla et al. 2020, L^sup_out, eq. 2): every same-class view is a positive
     "supcon": Objective(lambda cfg, s: losses.supcon(s.z, s.labels, cfg.t), sources=("batch",), row=False),
 }

@@ -374,6 +374,7 @@ def execute(scale: str, only: list[str] | None = None) -> None:
     out_dir = RUNS / scale / "notebooks"
     tracked = out_dir / ".progress.json"
     failed = []
+    print(expected_total(scale, [py.stem for py in notebooks() if not only or py.stem in only]), flush=True)
     for py in notebooks():
         if only and py.stem not in only:
             continue
@@ -482,6 +483,35 @@ def summary_rows(scale: str) -> list[dict]:
     return rows
 
 
+def finished_results(scale: str) -> dict[str, list[dict]]:
+    """Every finished run of a scale, read from its metrics.json, grouped by condition (the run's
+    name without its ``_s<seed>``), seeds in order: what ``mean_std``, ``differences`` and the
+    plots take. Notebook 08 reads the whole study this way, before ``summary.csv`` exists."""
+    import re
+    results: dict[str, list[dict]] = {}
+    for path in sorted((RUNS / scale).glob("*/metrics.json")):
+        record = json.loads(path.read_text())
+        if record.get("finished"):
+            results.setdefault(re.sub(r"_s\d+$", "", record["run"]), []).append(record)
+    by_seed = lambda records: sorted(records, key=lambda r: r["config"]["seed"])
+    return {name: by_seed(records) for name, records in sorted(results.items())}
+
+
+def expected_total(scale: str, names: list[str]) -> str:
+    """What the notebooks ``names`` are expected to take, in one line: each notebook's minutes from
+    ``params/<scale>/minutes.yaml`` (measured on the project's 2-core reference machine, every run
+    trained anew); finished runs are reused, so a second execution takes far less."""
+    path = PARAMS / scale / "minutes.yaml"
+    measured = (cli.load_yaml(path.read_text()) or {}).get("minutes", {}) if path.exists() else {}
+    known = [name for name in names if name in measured]
+    if not known:
+        return f"expected time: not measured at the {scale} scale"
+    total = sum(measured[name] for name in known)
+    missing = f", {len(names) - len(known)} notebook(s) not measured" if len(known) < len(names) else ""
+    return (f"expected time: about {total:.0f} minutes on a 2-core CPU for {len(known)} notebook(s) trained "
+            f"from scratch{missing} (finished runs are reused)")
+
+
 def record_minutes(scale: str, notebook: str, minutes: float) -> None:
     """Keep the wall-clock minutes of a notebook's last execution (``notebooks/minutes.json``)."""
     path = RUNS / scale / "notebooks" / "minutes.json"
@@ -493,8 +523,9 @@ def record_minutes(scale: str, notebook: str, minutes: float) -> None:
 def setting(row) -> str:
     """The training setting a run's number comes from, in words: the source of negatives, the
     temperature and the optimiser (and the precision when it is not the default bf16)."""
-    source = (f"queue K={int(row['queue'])}" if row["source"] == "queue"
-              else f"in-batch 2B−2, B={int(row['batch_size'])}")
+    source = {"queue": f"queue K={int(row['queue'])}",
+              "batch": f"in-batch 2B−2, B={int(row['batch_size'])}",
+              "none": f"no negatives ({row['loss']})"}[row["source"]]
     text = f"{source}, t={row['t']:g}, {row['optimizer']} lr {row['lr']:g}"
     return text + (", fp32" if row.get("precision") == "fp32" else "")
 

@@ -48,6 +48,7 @@ from cl.cli import Interrupted, UserError
 from cl.moco import MoCo, distributed
 from cl.objectives import Similarities
 from cl.progress import RunProgress, say
+from cl.siamese import Siamese
 
 
 class ConfigError(UserError, ValueError):
@@ -72,7 +73,7 @@ class DiskFull(UserError, RuntimeError):
 
 CHOICES = {  # every string key but dataset and device: its allowed values
     "arch": ("small_cnn", "resnet18"),
-    "head": ("mlp", "linear"),
+    "head": ("mlp", "mlp_bn", "linear"),
     "loss": tuple(objectives.OBJECTIVES),
     "source": objectives.SOURCES,
     "select": negatives.MODES,
@@ -87,6 +88,7 @@ RANGES = {  # every numeric key: the interval its value lies in, as the error me
     "width": "[1, inf)",
     "dim": "[1, inf)",
     "hidden": "[1, inf)",
+    "predictor_hidden": "[1, inf)",
     "bn_splits": "[1, inf)",
     "queue": "[1, inf)",
     "moco_m": "[0, 1)",
@@ -127,14 +129,17 @@ class Config:
     image_size: int = 0            # resize to this many pixels (imagefolder needs it; 0 = the data set's own)
     train_split: str = "train"     # imagefolder: the training split's folder
     test_split: str = "test"       # imagefolder: the evaluation split's folder (ImageNet-style trees: val)
+    train_classes: str = "all"     # the classes trained on: all, or labels such as "0-4" or "0,2,5"
+    eval_classes: str = "all"      # the classes kNN and the linear probe evaluate (transfer: "5-9")
     train_subset: int = 0          # use this many training images (0 = all)
     test_subset: int = 0           # evaluate on this many test images (0 = all)
     # encoder
     arch: str = "small_cnn"        # small_cnn | resnet18
     width: int = 32                # small_cnn width
-    head: str = "mlp"              # mlp (MoCo v2) | linear (MoCo v1)
+    head: str = "mlp"              # mlp (MoCo v2) | linear (MoCo v1) | mlp_bn (SimSiam, BYOL)
     dim: int = 128
     hidden: int = 512
+    predictor_hidden: int = 512    # SimSiam's and BYOL's predictor: dim → this → dim
     bn_splits: int = 1             # SplitBatchNorm groups (MoCo CIFAR demo: 8)
     shuffle_bn: bool = True
     # MoCo
@@ -214,6 +219,11 @@ class Config:
             value = getattr(self, key)
             need(value in allowed, f"{key} must be one of {allowed}, not {value!r}")
         need(not (problem := _dataset_problem(self)), problem)
+        for key in ("train_classes", "eval_classes"):
+            try:  # the form here; whether the data set has those labels is checked on loading
+                class_labels(getattr(self, key), math.inf)
+            except ValueError as error:
+                raise ConfigError(f"{key}: {error}") from None
         need(not (problem := _device_problem(self.device)), problem)
         world = dist.get_world_size() if distributed() else 1
         keys_per_step = self.batch_size * (2 if self.symmetric else 1)
@@ -335,20 +345,50 @@ def check_data(cfg: Config, train_set: data.Dataset) -> None:
         raise ConfigError(problem)
 
 
+def class_labels(text: str, num_classes: int | float) -> list[int]:
+    """The labels a ``train_classes`` or ``eval_classes`` value names: ``all``, or comma-separated
+    labels and ranges, e.g. ``0-4`` or ``0,2,5-7``; ValueError names what is wrong."""
+    if text == "all":
+        return list(range(num_classes)) if math.isfinite(num_classes) else []
+    labels = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()) or int(high or low) < int(low):
+            raise ValueError(f"{text!r} is not 'all' or labels and ranges such as '0-4' or '0,2,5-7'")
+        labels.extend(range(int(low), int(high or low) + 1))
+    if max(labels) >= num_classes:
+        raise ValueError(f"{text!r} names label {max(labels)}, but the data set has labels "
+                         f"0-{num_classes - 1}")
+    return sorted(set(labels))
+
+
 def datasets(cfg: Config, device="cpu",
              train_set: data.Dataset | None = None) -> tuple[data.Dataset, data.Dataset]:
     """The training and test sets a run of ``cfg`` trains and evaluates on (its subsets drawn with its
-    seed), checked against the config; ``train_set``: the whole training set, when already loaded."""
+    seed), checked against the config; ``train_set``: the whole training set, when already loaded.
+    Training keeps ``train_classes``; the test set keeps ``eval_classes``."""
     size = cfg.image_size or None
-    train_set = train_set if train_set is not None else data.load(cfg.dataset, cfg.train_split, device=device,
-                                                                  image_size=size)
+    if train_set is None:
+        train_set = data.load(cfg.dataset, cfg.train_split, device=device, image_size=size)
     test_set = data.load(cfg.dataset, cfg.test_split, device=device, image_size=size)
+    train_set = of_classes(train_set, cfg, "train_classes")
+    test_set = of_classes(test_set, cfg, "eval_classes")
     if cfg.train_subset:
         train_set = train_set.subset(cfg.train_subset, cfg.seed)
     if cfg.test_subset:
         test_set = test_set.subset(cfg.test_subset, cfg.seed)
     check_data(cfg, train_set)
     return train_set, test_set
+
+
+def of_classes(dataset: data.Dataset, cfg: Config, key: str) -> data.Dataset:
+    """``dataset`` reduced to the classes that ``cfg``'s ``key`` (train_classes, eval_classes) names."""
+    if getattr(cfg, key) == "all":
+        return dataset
+    try:
+        return dataset.of_classes(class_labels(getattr(cfg, key), len(dataset.classes)))
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from None
 
 
 def load_config(path) -> Config:
@@ -520,8 +560,9 @@ class Trainer:
     """A run: its data, augmentation, model, optimiser, checkpoints and evaluation, built from a Config.
 
     The model is what the source of negatives needs: MoCo (query encoder, momentum key
-    encoder, queue) for ``queue``, the encoder alone for ``batch``. Each step is one function
-    per source, :func:`queue_step` and :func:`batch_step`.
+    encoder, queue) for ``queue``, the encoder alone for ``batch``, the encoder with a predictor
+    (and BYOL's momentum target) for ``none``. Each step is one function per source,
+    :func:`queue_step`, :func:`batch_step` and :func:`siamese_step`.
     """
 
     def __init__(self, cfg: Config):
@@ -541,6 +582,10 @@ class Trainer:
         self.probe_images = whole.images[self.probe_index.to(self.device)]
         self.probe_labels = whole.labels[self.probe_index.to(self.device)].cpu()
         self.train_set, self.test_set = datasets(cfg, self.device, whole)
+        # the kNN bank and the linear probe's training set: the training images of the evaluated
+        # classes (the training set itself, unless a transfer run evaluates other classes)
+        self.bank_set = (self.train_set if cfg.eval_classes == cfg.train_classes
+                         else of_classes(whole, cfg, "eval_classes"))
         size = self.train_set.size
         self.aug_cfg = dataclasses.replace(augment.default_config(cfg.dataset, size, whole.images),
                                            crop_scale=(cfg.crop_min, 1.0))
@@ -552,17 +597,21 @@ class Trainer:
         self.encoder = encoder.to(self.device, memory_format=torch.channels_last)  # unwrapped: evaluation
         self.objective = objectives.get(cfg.loss)
         ddp = torch.nn.parallel.DistributedDataParallel if distributed() else lambda module: module
+        self.moco = None
         if cfg.source == "queue":
             self.moco = MoCo(encoder, cfg.dim, cfg.queue, cfg.moco_m, cfg.shuffle_bn).to(
                 self.device, memory_format=torch.channels_last)
             self.moco.encoder_q = ddp(self.moco.encoder_q)
             self.model, self.step = self.moco, queue_step
-        else:
-            self.moco, self.net = None, ddp(self.encoder)
-            self.model, self.step = self.encoder, batch_step
+        elif cfg.source == "batch":
+            self.model, self.net, self.step = self.encoder, ddp(self.encoder), batch_step
+        else:  # no negatives: SimSiam's stop-gradient, or BYOL's momentum target
+            target = cfg.moco_m if "momentum_target" in self.objective.parts else None
+            self.model = Siamese(self.encoder, cfg.dim, cfg.predictor_hidden, target).to(self.device)
+            self.net, self.step = ddp(self.model), siamese_step
         self.mochi = (negatives.Mochi(cfg.mochi_n, cfg.mochi_s, cfg.mochi_s_prime)
                       if cfg.mochi_s + cfg.mochi_s_prime else None)
-        self.optimizer = build_optimizer(cfg, self.encoder.parameters())
+        self.optimizer = build_optimizer(cfg, [p for p in self.model.parameters() if p.requires_grad])
         self.start_epoch, self.history = 0, []
         self.latest_unreadable = False  # resumed from the previous checkpoint: replace the latest, keep that
 
@@ -590,8 +639,8 @@ class Trainer:
             raise ConfigError(f"checkpoint {path} was written by a different config "
                               f"({_diff(stored, self.cfg.identity())}); delete the run "
                               f"directory or give this config another run name")
-        self.model.load_state_dict(_wrapped_keys(_encoder_only(state["model"]) if self.moco is None
-                                                 else state["model"]))
+        stored = _encoder_only(state["model"]) if self.cfg.source == "batch" else state["model"]
+        self.model.load_state_dict(_wrapped_keys(stored))
         if self.mochi:
             self.mochi.forget()  # its similarity table was of the queue before loading
         self.optimizer.load_state_dict(state["optimizer"])
@@ -647,7 +696,7 @@ class Trainer:
             seen += cfg.batch_size
             if self.objective.clamp:  # summed on the device, read once per epoch: no extra sync per step
                 clamped += self.objective.clamp(cfg, last.pos, last.neg).float().mean()
-            if step == steps - 1:
+            if step == steps - 1 and last.neg.shape[1]:
                 stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t,
                                                    same_class=last.same_class())
             bar.step(epoch, loss)
@@ -703,7 +752,7 @@ class Trainer:
         cfg, enc = self.cfg, self.encoder
         enc.eval()
         prepare = lambda x: augment.to_float(x, self.aug_cfg).contiguous(memory_format=torch.channels_last)
-        bank_set = self.train_set
+        bank_set = self.bank_set
         if not final and cfg.monitor_bank and cfg.monitor_bank < len(bank_set):
             bank_set = bank_set.subset(cfg.monitor_bank, cfg.seed)
         bank = metrics.embed(enc.features, bank_set.images, prepare)
@@ -767,6 +816,18 @@ def batch_step(tr: Trainer, x1, x2, labels, idx, progress: float) -> tuple[float
     loss = tr.objective.loss(cfg, Similarities(pos, neg, z, labels))
     tr.optimize(loss)
     return loss.item(), Last(pos.detach(), neg.detach(), labels, neg_labels)
+
+
+def siamese_step(tr: Trainer, x1, x2, labels, idx, progress: float) -> tuple[float, Last]:
+    """The step of SimSiam and BYOL (``cl.siamese``): both views through the online encoder and
+    the predictor, the other branch under stop-gradient (SimSiam) or the momentum target (BYOL);
+    no negatives at all."""
+    pos, z = tr.net(x1, x2)  # (2B,) cos(p, sg(t)) of both views, (2B, d) online embeddings
+    labels = labels.repeat(2)
+    none = pos.new_empty(len(pos), 0)  # (2B, 0): nothing to contrast with
+    loss = tr.objective.loss(tr.cfg, Similarities(pos, none, z, labels))
+    tr.optimize(loss)
+    return loss.item(), Last(pos.detach(), none, labels, labels.new_empty(len(pos), 0))
 
 
 def read_probe(path: Path) -> dict:

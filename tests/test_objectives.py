@@ -1,5 +1,7 @@
 """The registry of objectives: every entry trains a step from every source it accepts;
 names never fall through."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -19,17 +21,16 @@ def test_every_registered_objective_trains_one_step_from_every_source_it_accepts
         seen.append(similarities)
         return objective.loss(cfg, similarities)
 
-    monkeypatch.setitem(objectives.OBJECTIVES, name,
-                        objectives.Objective(spy, objective.sources, objective.row, objective.clamp))
+    monkeypatch.setitem(objectives.OBJECTIVES, name, dataclasses.replace(objective, loss=spy))
     trainer = train.Trainer(Config.from_dict({**TINY, "loss": name, "source": source}))
     before = [p.detach().clone() for p in trainer.encoder.parameters()]
     loss, last = trainer.train_step(torch.arange(64), progress=0.0)
     assert len(seen) == 1 and torch.isfinite(torch.tensor(loss))
     rows = 64 if source == "queue" else 128  # the batch source's anchors are both views
     assert seen[0].pos.shape == (rows,) and seen[0].z.shape == (rows, 8) and seen[0].labels.shape == (rows,)
-    assert seen[0].neg.shape == ((rows, 256) if source == "queue" else (rows, 126))
+    assert seen[0].neg.shape == (rows, {"queue": 256, "batch": 126, "none": 0}[source])
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.encoder.parameters()))  # it stepped
-    assert (trainer.moco is None) == (source == "batch")  # no key encoder or queue where nothing reads them
+    assert (trainer.moco is None) == (source != "queue")  # no key encoder or queue where nothing reads them
 
 
 def test_an_unknown_objective_is_refused_by_name_never_trained_as_another():
@@ -68,3 +69,42 @@ def test_dcl_and_hcl_report_when_their_estimator_sits_at_its_floor():
     for name in ("debiased", "hard"):
         assert objectives.get(name).clamp(cfg, pos, neg).all()
     assert objectives.get("info_nce").clamp is None
+
+
+@pytest.mark.parametrize("name", ["simsiam", "byol"])
+def test_no_gradient_reaches_the_encoder_through_the_target_branch(name):
+    trainer = train.Trainer(Config.from_dict({**TINY, "loss": name, "source": "none", "head": "mlp_bn",
+                                              "predictor_hidden": 4}))
+    siamese, objective = trainer.model, objectives.get(name)
+    x1, x2 = trainer.views(trainer.train_set.images[:64], torch.Generator().manual_seed(0))
+
+    def encoder_gradients():
+        pos, z = siamese(x1, x2)
+        loss = objective.loss(trainer.cfg, objectives.Similarities(pos, pos.new_empty(len(pos), 0), z, z))
+        return torch.autograd.grad(loss, list(siamese.encoder.parameters()), allow_unused=True)
+
+    assert any(g is not None and g.abs().max() > 0 for g in encoder_gradients())  # through the predictor
+    with torch.no_grad():  # a predictor whose output is a constant: no path left through it
+        siamese.predictor[-1].weight.zero_()
+        siamese.predictor[-1].bias.normal_()
+    # what reaches the encoder now could only come through the other branch: sg(z) or the target
+    assert all(g is None or g.abs().max() == 0 for g in encoder_gradients())
+
+
+def test_byol_moves_its_target_by_momentum_and_never_by_gradient():
+    trainer = train.Trainer(Config.from_dict({**TINY, "loss": "byol", "source": "none", "moco_m": 0.9}))
+    siamese = trainer.model
+    assert all(not p.requires_grad for p in siamese.target.parameters())
+    trainer.train_step(torch.arange(64), progress=0.0)  # a gradient step: the online network moves away
+    x = trainer.views(trainer.train_set.images[:64], torch.Generator().manual_seed(1))
+    before = [p.detach().clone() for p in siamese.target.parameters()]
+    online = [p.detach().clone() for p in siamese.encoder.parameters()]
+    siamese(*x)
+    for old, new, theta in zip(before, siamese.target.parameters(), online):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * theta)
+
+
+def test_simsiam_and_byol_losses_on_known_cosines():
+    pos = torch.tensor([1.0, 0.5, 0.0, -0.5])
+    assert losses.negative_cosine(pos).item() == pytest.approx(-0.25)
+    assert losses.byol(pos).item() == pytest.approx(2 - 2 * 0.25)
