@@ -32,6 +32,8 @@ positives = {                 # SimSiam and BYOL: the official recipes' key piec
     "byol": {"loss": "byol", "source": "none", "head": "mlp_bn", "predictor_hidden": 512},
 }
 transfer = {"train_classes": "0-4", "eval_classes": "5-9"}  # pretrain on 5 classes, evaluate on the other 5
+larger_bank = {"queue": 16384, "select": "hardest", "select_fraction": 0.05}  # hardest 5 % of a 4× bank
+cost_rounds = 20              # interleaved steps timed per design (cl.bench.cost_ratios)
 check_claims = True           # assert the claims (off at the smoke scale)
 
 # %%
@@ -40,10 +42,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cl import analysis, notebook, plots, study, train
+from cl import analysis, bench, notebook, plots, study, train
 
 NB = notebook.start(scale=scale, base=base, seeds=seeds, positives=positives, transfer=transfer,
-                    check_claims=check_claims)
+                    larger_bank=larger_bank, cost_rounds=cost_rounds, check_claims=check_claims)
 epochs = train.Config.from_dict(base).epochs
 schedule = f"at {epochs} epochs"
 
@@ -123,6 +125,37 @@ transfer_diffs = {pair: study.paired_difference(moved, *pair) for pair in transf
 display(study.differences(moved, transfer_pairs))
 
 # %% [markdown]
+# ## Can "the hardest 5 % suffice" buy compute or accuracy?
+#
+# Notebook 02 found how much of the queue a model needs. Two measured answers. **Compute**: on
+# this encoder, what share of a training step do the negatives cost at all? The plain step
+# against the same step with a queue of 256 keys (a 16× smaller similarity matrix and loss),
+# and against keeping only the hardest 5 % (which still needs every similarity to rank them),
+# timed step by step in turn (`cl.bench.cost_ratios`). No design on the negatives' side can
+# save more than the first gap. **Accuracy**: the hardest 205 of a 4096-key queue come from
+# recent keys only; a 4× larger, older bank offers 4× more candidates, and keeping its hardest
+# 5 % (819 per query) tests whether mining a larger pool pays, at the step cost measured here.
+
+# %%
+timed = {"train_subset": 8192, "test_subset": 256, "device": "cpu", "probe": 0}  # data for the timing only
+config = lambda overrides: train.Config.from_dict({**base, **overrides, **timed})
+costs = bench.cost_ratios(train.Trainer(config({})), {
+    "queue of 256": train.Trainer(config({"queue": 256})),
+    "hardest 5 % of the queue": train.Trainer(config({"select": "hardest", "select_fraction": 0.05})),
+    "hardest 5 % of a 4× larger bank": train.Trainer(config(larger_bank)),
+}, rounds=cost_rounds)
+display(pd.Series(costs, name="step time / plain step (medians, interleaved)").round(3).to_frame())
+mined = study.run_groups([({"moco": {}, "larger_bank_hardest_5pct": larger_bank}, base, seeds)], scale, NB)
+display(study.formatted(study.mean_std(mined)))
+mined_pair = ("larger_bank_hardest_5pct", "moco")
+mined_diff = {mined_pair: study.paired_difference(mined, *mined_pair)}
+display(study.differences(mined, list(mined_diff)))
+saving = 1 - costs["queue of 256"]
+share = (f"at most {saving:.1%} of a step" if saving > 0 else
+         "no measurable share of a step (a 16× smaller queue was not faster)")
+print(f"the negatives cost {share} here, medians of {cost_rounds} interleaved steps")
+
+# %% [markdown]
 # ## Every method side by side
 #
 # Every finished run of this scale, grouped by condition: mean ± std over its seeds (std is
@@ -178,6 +211,12 @@ def said(pair, diffs=all_diffs):
 
 
 answers = {
+    "Can the hardest 5 % buy compute or accuracy? (this notebook)":
+        f"the negatives cost {share} (a queue of 256 against the plain one), and "
+        f"keeping the hardest 5 % costs {costs['hardest 5 % of the queue']:.2f}× the plain step; "
+        "the hardest "
+        f"5 % of a 4× larger bank − the plain queue: {said(mined_pair, mined_diff)} "
+        f"at {costs['hardest 5 % of a 4× larger bank']:.2f}× the step cost.",
     "Which negatives are necessary, which sufficient? ([02](02_which_negatives_matter.ipynb))":
         f"only the hardest 5 % − all: {said(('hardest_5pct', 'moco'))}; "
         f"removing the hardest 5 %: {said(('drop_hardest_5pct', 'moco'))}.",
