@@ -126,3 +126,25 @@ def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_
     text = readme.read_text()
     assert "old numbers" not in text and "81.00 ± 1.41" in text
     assert text.endswith(f"{study.README_END}\noutro\n")
+
+
+def test_finished_results_group_every_finished_run_by_condition_in_seed_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "RUNS", tmp_path)
+    for run, seed, finished in [("moco_s1", 1, True), ("moco_s0", 0, True), ("hard_beta1.0_s0", 0, True),
+                                ("moco_s2", 2, False)]:
+        (tmp_path / "cpu" / run).mkdir(parents=True)
+        (tmp_path / "cpu" / run / "metrics.json").write_text(json.dumps(
+            {"run": run, "config": {"seed": seed}, "finished": finished, "final": {"knn_top1": 80.0 + seed}}))
+    results = study.finished_results("cpu")
+    assert list(results) == ["hard_beta1.0", "moco"]
+    assert [r["run"] for r in results["moco"]] == ["moco_s0", "moco_s1"]  # the unfinished one is left out
+
+
+def test_the_expected_time_comes_from_the_measured_minutes(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "PARAMS", tmp_path)
+    (tmp_path / "cpu").mkdir()
+    assert study.expected_total("cpu", ["00_a"]) == "expected time: not measured at the cpu scale"
+    (tmp_path / "cpu" / "minutes.yaml").write_text("minutes: {00_a: 10.4, 01_b: 20.2}\n")
+    line = study.expected_total("cpu", ["00_a", "01_b", "02_c"])
+    assert line.startswith("expected time: about 31 minutes on a 2-core CPU for 2 notebook(s)")
+    assert "1 notebook(s) not measured" in line
