@@ -9,14 +9,16 @@ from cl import study
 from cl.train import Config, Trainer
 
 # keys of a notebook's parameters that hold cl.train.Config overrides (one dict, or a dict of dicts)
-OVERRIDES = ("paper_setting", "mochi", "mochi_large", "baseline")
-NAMED_OVERRIDES = ("variants",)
+OVERRIDES = ("paper_setting", "mochi", "mochi_large", "baseline", "transfer", "larger_bank")
+NAMED_OVERRIDES = ("variants", "positives")
 
 
 def gpu_conditions():
     for py in study.notebooks():
         params = study.parameters("gpu", py.stem)
-        base = params.get("base", {})
+        if "base" not in params:  # a notebook that trains nothing (07 reads the others' runs)
+            continue
+        base = params["base"]
         yield f"{py.stem}:base", base
         for key in OVERRIDES:
             if key in params:
