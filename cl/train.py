@@ -739,8 +739,12 @@ class Trainer:
     def save_probe(self, run_dir: Path, epoch: int, z: torch.Tensor) -> None:
         """Add the probe embeddings after ``epoch`` to the run's probe.pt (indices, labels, epochs, z)."""
         path = run_dir / PROBE
-        record = read_probe(path) if path.exists() else {
-            "indices": self.probe_index, "labels": self.probe_labels, "embeddings": {}}
+        record = {"indices": self.probe_index, "labels": self.probe_labels, "embeddings": {}}
+        if path.exists():
+            try:
+                record = read_probe(path)
+            except UserError as error:  # the training goes on; only the earlier epochs' probe is lost
+                say(f"{error}; starting it anew at epoch {epoch}")
         record["embeddings"][epoch] = z
         buffer = io.BytesIO()
         torch.save(record, buffer)
@@ -836,8 +840,8 @@ def read_probe(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated or not a tensor file: only this record is lost
-        raise UserError(f"{path} cannot be read ({cli.one_line(error)}): delete it; the run's next epochs "
-                        f"write it anew") from None
+        raise UserError(f"{path} cannot be read ({cli.one_line(error)}): delete it; a run that trains "
+                        f"again writes it anew") from None
 
 
 def _wrapped_keys(state: dict) -> dict:

@@ -239,3 +239,13 @@ def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(
     timing = ("train_seconds", "images_per_second")
     assert ({k: v for k, v in unprobed["final"].items() if k not in timing}
             == {k: v for k, v in record["final"].items() if k not in timing})
+
+
+def test_an_unreadable_probe_file_is_started_anew_and_the_training_goes_on(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train.run({**TINY, "epochs": 1}, run_dir, progress=False)
+    (run_dir / train.PROBE).write_bytes(b"not a tensor file")
+    trainer = train.Trainer(Config.from_dict({**TINY, "epochs": 2}))
+    trainer.save_probe(run_dir, 2, trainer.embed_probe())
+    assert "probe.pt cannot be read" in capsys.readouterr().err
+    assert list(train.read_probe(run_dir / train.PROBE)["embeddings"]) == [2]
