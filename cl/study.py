@@ -549,11 +549,15 @@ def results_table(scale: str = "cpu") -> str:
                      f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} "
                      f"| {g['train_seconds'].mean() / 60:.1f} |")
     path = RUNS / scale / "notebooks" / "minutes.json"
-    if path.exists():
-        minutes = json.loads(path.read_text())
+    minutes = json.loads(path.read_text()) if path.exists() else {}
+    if minutes:
         lines += ["", "| notebook | minutes (wall clock, last execution) |", "| --- | --- |",
                   *[f"| {nb} | {m:.1f} |" for nb, m in sorted(minutes.items())],
                   f"| total | {sum(minutes.values()):.1f} |"]
+    missing = [py.stem for py in notebooks() if py.stem not in minutes]
+    if missing:
+        lines += ["", f"Not executed at the {scale} scale yet: {', '.join(missing)}. The rows above are "
+                      "the runs finished so far, listed under the notebook that trained them."]
     return "\n".join(lines)
 
 
