@@ -9,6 +9,9 @@ VENV ?= $(HOME)/.cache/negatives/venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-$(shell sha1sum requirements.txt | cut -c1-16)
 SCALE ?= cpu
+# make's commands import this clone's cl even when another clone sharing the venv installed
+# itself last; the editable install serves JupyterLab and scripts run outside make
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup env editable data run notebooks lab test lint bench clean
