@@ -109,3 +109,24 @@ def consistency(record: ProbeRecord, seed: int = 0) -> pd.DataFrame:
                          difficulty.shuffled_within_class_pairs(pct, record.labels, g), final),
                      "global": difficulty.pair_consistency(difficulty.shuffled_globally(pct, g), final)})
     return pd.DataFrame(rows).set_index("epoch")
+
+
+def collapse_diagnostics(run_dirs: list, records: list[dict]) -> pd.DataFrame:
+    """How far each run's embedding is from collapse, from its probe after the last epoch, one row a run:
+
+        spread          the per-coordinate std of the unit embeddings over images, times √d: about 1
+                        when they spread over the sphere, 0 when they collapse to a point (Chen & He
+                        2021 read collapse this way)
+        effective rank  ``cl.metrics.effective_rank``: how many directions the embedding uses
+        uniformity      the run's final uniformity (lower: more uniform)
+    """
+    from cl import metrics
+    rows = []
+    for run_dir, record in zip(run_dirs, records):
+        probe = load_probe(run_dir)
+        z = probe.embeddings[max(probe.embeddings)]
+        rows.append({"seed": record["config"]["seed"],
+                     "spread": float(z.std(dim=0).mean() * z.shape[1] ** 0.5),
+                     "effective rank": metrics.effective_rank(z),
+                     "uniformity": record["final"]["uniformity"]})
+    return pd.DataFrame(rows).set_index("seed")

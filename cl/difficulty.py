@@ -70,29 +70,6 @@ def difficulty_percentiles(z: torch.Tensor) -> torch.Tensor:
     return percentiles
 
 
-def other_class_percentiles(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``difficulty_percentiles`` with each query's same-class negatives set aside: the percentile of
-    every other-class negative among the query's other-class negatives only, (P, P) float64, NaN
-    for same-class entries (the diagonal included). With n_i other-class negatives of query i,
-
-        pct[i, j] = r_ij / (n_i − 1),
-        r_ij = #{k: y_k ≠ y_i, s_ik < s_ij} + #{k ≠ j: y_k ≠ y_i, s_ik = s_ij} / 2
-
-    Whether a semantically close class pair is easy only because same-class negatives crowd
-    the top of each row (notebook 07) is read from this against ``difficulty_percentiles``.
-    """
-    _check_square(torch.empty(len(labels), len(labels)), labels)
-    z = z.double()
-    same = labels[:, None].to(z.device) == labels[None, :].to(z.device)  # (P, P), the diagonal included
-    similarity = (z @ z.T).masked_fill(same, math.inf)  # same-class entries sort last, counted by no one
-    ordered = similarity.sort(dim=1).values
-    below = torch.searchsorted(ordered, similarity, side="left")
-    up_to = torch.searchsorted(ordered, similarity, side="right")
-    others = (~same).sum(dim=1, keepdim=True).double()  # (P, 1): n_i
-    rank = (below + up_to - 1).double() / 2
-    return torch.where(same, math.nan, rank / (others - 1).clamp(min=1))
-
-
 def class_pair_difficulty(percentiles: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
                           symmetric: bool = False) -> torch.Tensor:
     """Mean difficulty of class-b negatives for class-a queries, (C, C) float64:
@@ -195,6 +172,32 @@ def ranked_class_pairs(pair_difficulty: torch.Tensor, class_similarity: torch.Te
     table.loc[close & (table["difficulty_rank"] <= n_pairs / 3), "label"] = CORRELATED
     table.loc[close & (table["difficulty_rank"] > 2 * n_pairs / 3), "label"] = ANTI_CORRELATED
     return table.sort_values(["similarity", "difficulty"], ascending=False, kind="stable", ignore_index=True)
+
+
+def similarity_by_band(percentiles: torch.Tensor, labels: torch.Tensor, class_similarity: torch.Tensor,
+                       edges: tuple[float, ...] = (0.0, 0.05, 0.95, 1.0)) -> pd.DataFrame:
+    """What the negatives of each difficulty band are, semantically, one row per band:
+
+        band           the percentile interval (edges[k], edges[k + 1]]; the first band includes 0
+        same class     the share of the band's negatives of the query's own class
+        similarity     the mean S[y_i, y_j] of its negatives of other classes
+
+    Cai et al. (2020) report that the easiest negatives, like the hardest, are often
+    semantically similar to the query: a U over the bands, not a monotone rise. Notebook 07.
+    """
+    _check_square(percentiles, labels)
+    labels = labels.long().to(percentiles.device)
+    pair_similarity = class_similarity.double().to(percentiles.device)[labels[:, None], labels[None, :]]
+    same = labels[:, None] == labels[None, :]
+    finite = torch.isfinite(percentiles)
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        band = finite & (percentiles <= high) & ((percentiles > low) | (low == edges[0]))
+        other = band & ~same
+        rows.append({"band": f"{low:g}–{high:g}",
+                     "same class": float((band & same).sum() / band.sum().clamp(min=1)),
+                     "similarity": float(pair_similarity[other].mean()) if other.any() else math.nan})
+    return pd.DataFrame(rows).set_index("band")
 
 
 def labelled_pairs(ranked: pd.DataFrame, label: str) -> set[tuple[str, str]]:

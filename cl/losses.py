@@ -121,14 +121,15 @@ def negative_cosine(pos: Tensor) -> Tensor:
 
 
 def byol(pos: Tensor) -> Tensor:
-    """BYOL's loss (Grill et al. 2020, eq. 2), symmetrised: the squared distance of the normalised
-    prediction and target, ‖p̄ − z̄′‖² = 2 − 2·cos(p, z′), averaged over both views,
+    """BYOL's loss (Grill et al. 2020, eq. 2 and the symmetrised total L + L̃): the squared distance
+    of the normalised prediction and target, ‖p̄ − z̄′‖² = 2 − 2·cos(p, z′), for each view, summed
+    over the two views and averaged over the batch,
 
-        L = 2 − 2·mean(pos),
+        L = (2 − 2·cos(p₁, z′₂)) + (2 − 2·cos(p₂, z′₁)) = 4 − 4·mean(pos),
 
     ``pos`` (2B,) as in ``negative_cosine``, against the momentum target. Minimum 0. Notebook 08.
     """
-    return 2 - 2 * _at_least_float32(pos).mean()
+    return 4 - 4 * _at_least_float32(pos).mean()
 
 
 def supcon(z: Tensor, labels: Tensor, t: float, base_t: float | None = None) -> Tensor:

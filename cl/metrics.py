@@ -85,3 +85,14 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2) -> float:
 def uniformity(z: torch.Tensor, t: float = 2) -> float:
     """uniform = log E_{x≠y} e^{−t‖f(x) − f(y)‖₂²} over distinct pairs of normalised z. Lower is better."""
     return torch.pdist(z.float(), p=2).pow(2).mul(-t).exp().mean().log().item()
+
+
+def effective_rank(z: torch.Tensor) -> float:
+    """exp of the entropy of z's normalised singular values (Roy & Vetterli 2007), z (N, d) centred
+    first: d when every direction carries the same variance, 1 when the embedding lies on a line,
+    0 when it collapses to a point. Notebook 08 reads collapse with it."""
+    singular = torch.linalg.svdvals((z - z.mean(0)).double())
+    if singular.sum() < 1e-9:  # every row the same point: no direction at all
+        return 0.0
+    p = singular / singular.sum()
+    return float(torch.exp(-(p * p.clamp_min(1e-300).log()).sum()))

@@ -2,8 +2,9 @@
 
 * ``small_cnn``: a 4-block CNN for 28 px grayscale images, sized to train on two CPU cores.
 * ``resnet18``: ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool), for GPUs.
-* ``head``: the projection head (MoCo v2's 2-layer MLP, MoCo v1's linear one, or the MLP with
-  batch norm of SimSiam and BYOL); ``predictor``: their prediction head.
+* ``head``: the projection head (MoCo v2's 2-layer MLP, MoCo v1's linear one, BYOL's MLP with
+  batch norm on its hidden layer, SimSiam's with batch norm after both layers);
+  ``predictor``: their prediction head.
 
 Batch norm may be ``SplitBatchNorm``: the MoCo CIFAR demo's way to imitate the
 per-GPU BN of multi-GPU training on one device (each split of the batch is normalised
@@ -82,11 +83,14 @@ def head(in_dim: int, out_dim: int = 128, hidden: int | None = 512, kind: str = 
         return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
     if kind == "linear":
         return nn.Linear(in_dim, out_dim)
-    if kind == "mlp_bn":  # SimSiam's CIFAR projector and BYOL's: batch norm after each linear layer
+    if kind == "mlp_bn":  # BYOL's projector: batch norm on the hidden layer
+        return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                             nn.Linear(hidden, out_dim))
+    if kind == "mlp_bn_out":  # SimSiam's CIFAR projector: batch norm after both layers, the last not affine
         return nn.Sequential(nn.Linear(in_dim, hidden, bias=False), nn.BatchNorm1d(hidden),
                              nn.ReLU(inplace=True), nn.Linear(hidden, out_dim, bias=False),
-                             nn.BatchNorm1d(out_dim))
-    raise ValueError(f"unknown head {kind!r}: use 'mlp', 'mlp_bn' or 'linear'")
+                             nn.BatchNorm1d(out_dim, affine=False))
+    raise ValueError(f"unknown head {kind!r}: use 'mlp', 'mlp_bn', 'mlp_bn_out' or 'linear'")
 
 
 def predictor(dim: int, hidden: int) -> nn.Module:

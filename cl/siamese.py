@@ -7,7 +7,8 @@ about (notebook 08): without negatives, what keeps the embedding from collapsing
 * SimSiam: the other branch is the same encoder under stop-gradient,
       L = ½ D(p₁, sg(z₂)) + ½ D(p₂, sg(z₁)),   D(p, z) = −cos(p, z),   p = h(f(x)), z = f(x).
 * BYOL: the other branch is a momentum average of the encoder (the target), ξ ← τξ + (1 − τ)θ,
-      L = ½ ‖p̄₁ − z̄′₂‖² + ½ ‖p̄₂ − z̄′₁‖² = 2 − cos(p₁, z′₂) − cos(p₂, z′₁),   z′ = f_ξ(x).
+      L = ‖p̄₁ − z̄′₂‖² + ‖p̄₂ − z̄′₁‖² = 4 − 2·cos(p₁, z′₂) − 2·cos(p₂, z′₁),   z′ = f_ξ(x),
+  with τ raised from its base towards 1 over training by a cosine (``target_schedule``).
 
 ``Siamese.forward`` returns ``pos`` (2B,): cos(p₁, sg(t₂)) then cos(p₂, sg(t₁)), the loss
 contract's positives with no negatives at all (``cl.losses.negative_cosine`` and

@@ -512,6 +512,26 @@ def expected_total(scale: str, names: list[str]) -> str:
             f"from scratch{missing} (finished runs are reused)")
 
 
+# what makes a condition a method rather than a setting: its objective, selection, MoCHi and heads
+METHOD_KEYS = ("loss", "tau_plus", "beta", "select", "select_fraction", "mochi_n", "mochi_s", "mochi_s_prime",
+               "mochi_warmup", "head", "predictor_hidden", "predictor_lr", "target_schedule", "precision")
+
+
+def baselines(results: dict[str, list[dict]]) -> dict[str, str]:
+    """For each condition, the plain InfoNCE condition of the same setting: the one whose config is
+    the same but for METHOD_KEYS (and the seed), each of those at its default. Conditions without
+    one at hand (another source, schedule or optimiser than every plain condition) are left out."""
+    from cl.train import LEGACY, Config
+    defaults = Config().to_dict()
+    full = lambda records: {**defaults, **LEGACY, **records[0]["config"]}  # as a run was trained
+    ignored = (*METHOD_KEYS, "seed", "device", "probe")
+    setting_of = lambda cfg: tuple(sorted((k, v) for k, v in cfg.items() if k not in ignored))
+    plain = {setting_of(full(records)): name for name, records in results.items()
+             if all(full(records)[k] == defaults[k] for k in METHOD_KEYS)}
+    return {name: plain[key] for name, records in results.items()
+            if (key := setting_of(full(records))) in plain and plain[key] != name}
+
+
 def record_minutes(scale: str, notebook: str, minutes: float) -> None:
     """Keep the wall-clock minutes of a notebook's last execution (``notebooks/minutes.json``)."""
     path = RUNS / scale / "notebooks" / "minutes.json"

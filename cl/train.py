@@ -73,7 +73,9 @@ class DiskFull(UserError, RuntimeError):
 
 CHOICES = {  # every string key but dataset and device: its allowed values
     "arch": ("small_cnn", "resnet18"),
-    "head": ("mlp", "mlp_bn", "linear"),
+    "head": ("mlp", "mlp_bn", "mlp_bn_out", "linear"),
+    "target_schedule": ("constant", "cosine"),
+    "predictor_lr": ("schedule", "fixed"),
     "loss": tuple(objectives.OBJECTIVES),
     "source": objectives.SOURCES,
     "select": negatives.MODES,
@@ -136,10 +138,12 @@ class Config:
     # encoder
     arch: str = "small_cnn"        # small_cnn | resnet18
     width: int = 32                # small_cnn width
-    head: str = "mlp"              # mlp (MoCo v2) | linear (MoCo v1) | mlp_bn (SimSiam, BYOL)
+    head: str = "mlp"              # mlp (MoCo v2) | linear (MoCo v1) | mlp_bn (BYOL) | mlp_bn_out (SimSiam)
     dim: int = 128
     hidden: int = 512
     predictor_hidden: int = 512    # SimSiam's and BYOL's predictor: dim → this → dim
+    predictor_lr: str = "schedule"  # fixed: the predictor keeps lr, the rest follows the schedule (SimSiam)
+    target_schedule: str = "constant"  # cosine: BYOL's target momentum from moco_m up to 1 over training
     bn_splits: int = 1             # SplitBatchNorm groups (MoCo CIFAR demo: 8)
     shuffle_bn: bool = True
     # MoCo
@@ -611,7 +615,7 @@ class Trainer:
             self.net, self.step = ddp(self.model), siamese_step
         self.mochi = (negatives.Mochi(cfg.mochi_n, cfg.mochi_s, cfg.mochi_s_prime)
                       if cfg.mochi_s + cfg.mochi_s_prime else None)
-        self.optimizer = build_optimizer(cfg, [p for p in self.model.parameters() if p.requires_grad])
+        self.optimizer = build_optimizer(cfg, self.parameter_groups())
         self.start_epoch, self.history = 0, []
         self.latest_unreadable = False  # resumed from the previous checkpoint: replace the latest, keep that
 
@@ -681,7 +685,7 @@ class Trainer:
         for step in range(steps):
             progress = epoch + step / steps  # in epochs
             for group in self.optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, progress / cfg.epochs)
+                group["lr"] = cfg.lr if group.get("fixed_lr") else learning_rate(cfg, progress / cfg.epochs)
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size].view(world, -1)[rank]
             try:
                 loss, last = self.train_step(idx, progress)
@@ -713,6 +717,16 @@ class Trainer:
         views = self.views(images, self.device_generator)
         x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in views)
         return self.step(self, x1, x2, labels, idx, progress)
+
+    def parameter_groups(self) -> list[dict]:
+        """What the optimiser trains: every parameter that takes a gradient, with SimSiam's predictor
+        in a group of its own when its learning rate stays fixed (``predictor_lr: fixed``)."""
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        if self.cfg.source != "none" or self.cfg.predictor_lr == "schedule":
+            return [{"params": trained}]
+        fixed = {id(p) for p in self.model.predictor.parameters()}
+        return [{"params": [p for p in trained if id(p) not in fixed]},
+                {"params": [p for p in trained if id(p) in fixed], "fixed_lr": True}]
 
     def optimize(self, loss: torch.Tensor) -> bool:
         """One gradient step on ``loss``; False (and no step) when it is not finite."""
@@ -826,6 +840,8 @@ def siamese_step(tr: Trainer, x1, x2, labels, idx, progress: float) -> tuple[flo
     """The step of SimSiam and BYOL (``cl.siamese``): both views through the online encoder and
     the predictor, the other branch under stop-gradient (SimSiam) or the momentum target (BYOL);
     no negatives at all."""
+    if tr.cfg.target_schedule == "cosine":  # BYOL: τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2, k of K steps
+        tr.model.momentum = 1 - (1 - tr.cfg.moco_m) * (math.cos(math.pi * progress / tr.cfg.epochs) + 1) / 2
     pos, z = tr.net(x1, x2)  # (2B,) cos(p, sg(t)) of both views, (2B, d) online embeddings
     labels = labels.repeat(2)
     none = pos.new_empty(len(pos), 0)  # (2B, 0): nothing to contrast with

@@ -15,12 +15,12 @@
 # # 07 · What makes a negative hard? Semantic similarity, consistency, and the method
 #
 # Cai, Frankle, Schwab and Morcos (2020, "Are all negatives created equal in contrastive
-# instance discrimination?", section 5) ask *which* negatives are hard: are they the
-# semantically similar ones (a sandal for a sneaker), is a hard pair hard throughout training,
-# and is difficulty a property of the negative or of the (query, negative) pair? They find
-# difficulty correlated with semantic similarity on the whole, **but also semantically close
-# class pairs that are among the easiest** (anti-correlated), and difficulty consistent across
-# training.
+# instance discrimination?") ask *which* negatives are hard: are they the semantically similar
+# ones (a sandal for a sneaker), is a hard pair hard throughout training, and is difficulty a
+# property of the negative or of the (query, negative) pair? They find the hardest negatives
+# semantically similar to the query, **and the easiest ones, whose embeddings point away from
+# the query's (anti-correlated), often semantically similar too**, and difficulty consistent
+# across training.
 #
 # This notebook trains nothing. Every run of the study embeds a fixed probe of training images
 # (the same 1,000 for every run, with their labels and data-set indices) after each of its
@@ -143,13 +143,36 @@ words["same class − other classes"] = study.interval_words(
 display(pd.Series(words, name=f"{methods[0]}: mean [95 % interval] over seeds").to_frame())
 
 # %% [markdown]
-# ## Correlated and anti-correlated class pairs
+# ## The easiest negatives: semantically far, or close?
 #
-# Ranking the 45 pairs by similarity and by difficulty: a pair in the top third of both is
-# *correlated* (hard because close); a pair in the top third by similarity but the bottom
-# third by difficulty is *anti-correlated*, the puzzle of the paper (close, yet easy). Ranked
-# by the mean over measures of each pair's similarity rank, difficulty from the baseline
-# (mean over seeds):
+# The paper's puzzle is about single negatives: the easiest ones, anti-correlated with the
+# query, are often semantically similar to it. By difficulty band of each query's negatives,
+# the share of the query's own class and the mean semantic similarity of the other classes'
+# negatives (`cl.difficulty.similarity_by_band`); a U over the bands, high at both ends, is the
+# paper's finding; a monotone rise is not:
+
+# %%
+per_seed = {m: [difficulty.similarity_by_band(final[(methods[0], s)]["percentiles"],
+                                             probes[(methods[0], s)].labels, similarity[m]) for s in seeds]
+            for m in measures}
+mean_over_seeds = lambda tables: pd.concat(tables).groupby(level=0, sort=False).mean()
+display(pd.concat({m: mean_over_seeds(tables) for m, tables in per_seed.items()}, axis=1).round(3))
+easiest, middle = per_seed[measures[0]][0].index[:2]  # 0–0.05: the easiest 5 %; then the middle band
+u_shape = {m: study.interval_words([t.loc[easiest, "similarity"] - t.loc[middle, "similarity"]
+                                    for t in tables],
+                                   "the easiest are closer than the middle (the paper's U)",
+                                   "the easiest are farther than the middle")
+           for m, tables in per_seed.items()}
+display(pd.Series(u_shape, name=f"easiest − middle band, similarity ({methods[0]})").to_frame())
+
+# %% [markdown]
+# ## Close yet easy class pairs
+#
+# The same question for classes: ranking the 45 pairs by similarity and by difficulty, a pair
+# in the top third of both is *correlated* (hard because close); a pair in the top third by
+# similarity but the bottom third by difficulty is close yet easy (labelled *anti-correlated*
+# in the tables). Ranked by the mean over measures of each pair's similarity rank, difficulty
+# from the baseline (mean over seeds):
 
 # %%
 ranked = {m: difficulty.ranked_class_pairs(pairs, similarity[m], classes) for m in measures}
@@ -165,16 +188,15 @@ anti_everywhere = set.intersection(*(difficulty.labelled_pairs(ranked[m], diffic
                                      for m in measures))
 correlated_everywhere = set.intersection(*(difficulty.labelled_pairs(ranked[m], difficulty.CORRELATED)
                                            for m in measures))
-print(f"anti-correlated under every measure: {sorted(anti_everywhere) or 'none'}")
+print(f"close yet easy under every measure: {sorted(anti_everywhere) or 'none'}")
 print(f"correlated under every measure: {sorted(correlated_everywhere) or 'none'}")
 
 # %% [markdown]
-# Example images of the closest correlated and anti-correlated pairs (two probe images of
-# each class):
+# Example images of correlated and close-yet-easy pairs (two probe images of each class):
 
 # %%
 examples = [("correlated", p) for p in sorted(correlated_everywhere)[:2]] + \
-           [("anti-correlated", p) for p in sorted(anti_everywhere)[:2]]
+           [("close yet easy", p) for p in sorted(anti_everywhere)[:2]]
 if examples:
     fig, axes = plt.subplots(len(examples), 4, figsize=(5.5, 1.6 * len(examples)), squeeze=False)
     for row, (kind, (a, b)) in zip(axes, examples):
@@ -184,22 +206,6 @@ if examples:
             row[col].set_title(f"{name}" + (f"\n({kind})" if col == 0 else ""), fontsize=7)
             row[col].axis("off")
     fig.tight_layout()
-
-# %% [markdown]
-# **Do same-class negatives explain it?** If a semantically close pair were easy only because
-# its classes' same-class negatives crowd the top of each row, the pair's difficulty would
-# rise once they are set aside. Re-ranking each row among the other classes' negatives only:
-
-# %%
-last = lambda p: p.embeddings[max(p.embeddings)]  # the probe after a run's last epoch
-without = torch.stack([
-    difficulty.class_pair_difficulty(difficulty.other_class_percentiles(last(p), p.labels), p.labels,
-                                     len(classes))
-    for p in (probes[(methods[0], s)] for s in seeds)]).mean(0)
-ranked_without = {m: difficulty.ranked_class_pairs(without, similarity[m], classes) for m in measures}
-still_anti = set.intersection(*(difficulty.labelled_pairs(ranked_without[m], difficulty.ANTI_CORRELATED)
-                                 for m in measures))
-print(f"anti-correlated under every measure, same-class negatives set aside: {sorted(still_anti) or 'none'}")
 
 # %% [markdown]
 # ## Is a hard pair hard throughout training?
@@ -277,15 +283,17 @@ for m in measures:
     claims.append(f"* difficulty against {m} similarity over the 45 class pairs: ρ = {words[m]}.")
 claims.append(f"* same-class negatives against the other classes' (difficulty percentile): "
               f"{words['same class − other classes']}.")
-claims.append(f"* anti-correlated pairs under every measure: {len(anti_everywhere)}; "
+claims.append(f"* close-yet-easy class pairs under every measure: {len(anti_everywhere)}; "
               f"correlated under every measure: {len(correlated_everywhere)}.")
+for m in measures:
+    claims.append(f"* the easiest 5 % of negatives against the middle band, {m} similarity: {u_shape[m]}.")
 if first_epoch is not None:
     claims.append(f"* consistency from epoch {first_epoch} to the last: {consistency_words}.")
 claims.append(f"* the negative's share of difficulty, beyond chance: {share_words}.")
 display(Markdown("\n".join(claims)))
 if check_claims and len(seeds) >= study.MIN_SEEDS:
-    # the claims the text above makes before measuring: same-class negatives are the hardest (the
-    # false negatives of notebooks 02 and 03), and a pair's difficulty is consistent beyond chance
+    # the claims the text makes before measuring: same-class negatives are the hardest (the false
+    # negatives of notebooks 02 and 03), and difficulty persists beyond what class membership
+    # explains (Cai et al.)
     assert study.t_interval(same_minus_other)[1] > 0, words["same class − other classes"]
-    assert first_epoch is None or all(
-        curves[s].loc[first_epoch, "observed"] > curves[s].loc[first_epoch, "global"] for s in seeds)
+    assert first_epoch is None or study.t_interval(beyond)[1] > 0, consistency_words

@@ -58,16 +58,18 @@ def test_semantic_difficulty_of_embeddings_built_along_the_similarity():
     assert result["same_class"] > result["other_class"] and result["same_minus_other"] > 0.3
 
 
-def test_other_class_percentiles_rank_among_the_other_classes_only():
-    z = F.normalize(torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]]), dim=1)
-    labels = torch.tensor([0, 0, 1, 1, 2])
-    pct = difficulty.other_class_percentiles(z, labels)
-    same = labels[:, None] == labels[None, :]
-    assert torch.isnan(pct[same]).all() and torch.isfinite(pct[~same]).all()
-    # query 0's other-class negatives: 3 (0.6) > 2 (0.0) > 4 (-1.0)
-    assert pct[0, 3] == 1.0 and pct[0, 2] == 0.5 and pct[0, 4] == 0.0
-    # every row spans 0..1 over its own other-class negatives
-    assert torch.allclose(torch.nanmean(pct, dim=1), torch.full((5,), 0.5, dtype=torch.float64))
+def test_similarity_by_band_reads_what_each_band_holds():
+    # the hardest negatives: three of the similar class pair {0, 1}, one of the far pair {2, 0}
+    labels = torch.tensor([0, 0, 1, 2])
+    nan = float("nan")
+    pct = torch.tensor([[nan, 0.5, 1.0, 0.0], [0.5, nan, 1.0, 0.0],
+                        [1.0, 0.5, nan, 0.0], [1.0, 0.5, 0.0, nan]], dtype=torch.float64)
+    similarity = torch.tensor([[1.0, 0.8, 0.1], [0.8, 1.0, 0.2], [0.1, 0.2, 1.0]], dtype=torch.float64)
+    table = difficulty.similarity_by_band(pct, labels, similarity, edges=(0.0, 0.25, 0.75, 1.0))
+    assert list(table.index) == ["0–0.25", "0.25–0.75", "0.75–1"]
+    assert table.loc["0.75–1", "similarity"] == pytest.approx((0.8 + 0.8 + 0.8 + 0.1) / 4)
+    assert table.loc["0.25–0.75", "same class"] == pytest.approx(2 / 4)  # (0, 1) and (1, 0) of four
+    assert table.loc["0–0.25", "same class"] == 0.0
 
 
 def test_labelled_pairs_read_the_ranked_table():

@@ -1,6 +1,7 @@
 """kNN monitor, linear probe, alignment and uniformity against hand-made cases."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -57,3 +58,12 @@ def test_embed_batches_and_normalises():
     images = torch.arange(2 * 5 * 3, dtype=torch.float32).view(10, 3)
     out = metrics.embed(lambda x: x * 2, images, lambda x: x + 1, batch_size=3)
     torch.testing.assert_close(out, F.normalize((images + 1) * 2, dim=1))
+
+
+def test_effective_rank_counts_the_directions_the_embedding_uses():
+    g = torch.Generator().manual_seed(0)
+    spread = torch.randn(4000, 8, generator=g)
+    assert metrics.effective_rank(spread) == pytest.approx(8, rel=0.05)
+    line = torch.randn(500, 1, generator=g) * torch.ones(1, 8)
+    assert metrics.effective_rank(line) == pytest.approx(1, abs=1e-6)
+    assert metrics.effective_rank(torch.ones(50, 8)) == 0.0

@@ -107,4 +107,22 @@ def test_byol_moves_its_target_by_momentum_and_never_by_gradient():
 def test_simsiam_and_byol_losses_on_known_cosines():
     pos = torch.tensor([1.0, 0.5, 0.0, -0.5])
     assert losses.negative_cosine(pos).item() == pytest.approx(-0.25)
-    assert losses.byol(pos).item() == pytest.approx(2 - 2 * 0.25)
+    assert losses.byol(pos).item() == pytest.approx(4 - 4 * 0.25)  # summed over the two views
+
+
+def test_simsiams_predictor_can_keep_its_learning_rate_and_byols_target_momentum_rises_to_one():
+    cfg = Config.from_dict({**TINY, "loss": "simsiam", "source": "none", "head": "mlp_bn_out",
+                            "predictor_lr": "fixed", "epochs": 2})
+    trainer = train.Trainer(cfg)
+    groups = trainer.optimizer.param_groups
+    assert len(groups) == 2 and groups[1].get("fixed_lr")
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in trainer.model.predictor.parameters()}
+    trainer.train_epoch(1, train.RunProgress("t", 2, 4, 1, enabled=False))  # the second half of the cosine
+    assert groups[1]["lr"] == cfg.lr and groups[0]["lr"] < cfg.lr / 2
+    byol = train.Trainer(Config.from_dict({**TINY, "loss": "byol", "source": "none", "head": "mlp_bn",
+                                           "target_schedule": "cosine", "moco_m": 0.9, "epochs": 4}))
+    momentum = []
+    for progress in (0.0, 2.0, 4.0):
+        byol.train_step(torch.arange(64), progress=progress)
+        momentum.append(byol.model.momentum)
+    assert momentum == pytest.approx([0.9, 0.95, 1.0])

@@ -148,3 +148,17 @@ def test_the_expected_time_comes_from_the_measured_minutes(tmp_path, monkeypatch
     line = study.expected_total("cpu", ["00_a", "01_b", "02_c"])
     assert line.startswith("expected time: about 31 minutes on a 2-core CPU for 2 notebook(s)")
     assert "1 notebook(s) not measured" in line
+
+
+def test_each_condition_is_paired_with_the_plain_condition_of_its_own_setting():
+    from cl.train import Config
+    record = lambda **config: [{"config": {**Config().to_dict(), **config}}]  # runs keep their whole config
+    paper = dict(source="batch", t=0.5, optimizer="adam", lr=0.001, lr_schedule="constant")
+    results = {"moco": record(), "hardest_5pct": record(select="hardest", select_fraction=0.05),
+               "moco_t0.2": record(t=0.2),
+               "drop_t0.2": record(t=0.2, select="drop_hardest", select_fraction=0.001),
+               "simclr_paper": record(**paper), "debiased_paper": record(**paper, loss="debiased"),
+               "supcon": record(source="batch", loss="supcon"), "moco_fp32": record(precision="fp32"),
+               "long": record(epochs=25)}
+    assert study.baselines(results) == {"hardest_5pct": "moco", "drop_t0.2": "moco_t0.2",
+                                        "debiased_paper": "simclr_paper", "moco_fp32": "moco"}
