@@ -45,6 +45,10 @@ CONFIG_COLUMNS = ["loss", "source", "t", "tau_plus", "beta", "select", "select_f
                   "precision"]
 SUMMARY_COLUMNS = ["run", "notebook", "method", "dataset", "epochs", "seed", *FINAL_COLUMNS, *CONFIG_COLUMNS]
 MIN_SEEDS = 3  # a claim needs at least this many seeds on each side
+# the words a difference (a − b) earns when its interval lies above 0 and below 0: accuracy is better
+# higher; alignment (a distance) and the uniformity loss are better lower (Wang & Isola 2020)
+VERDICT_WORDS = {"alignment": ("higher (worse)", "lower (better)"),
+                 "uniformity": ("higher (worse)", "lower (better)")}
 
 
 def notebooks() -> list[Path]:
@@ -321,8 +325,9 @@ def paired_difference(results: dict[str, list[dict]], a: str, b: str, metric: st
 
 def differences(results: dict[str, list[dict]], pairs: list[tuple[str, str]],
                 metrics=("knn_top1", "linear_top1")):
-    """A table of paired differences (a − b) with their 95 % intervals and the word each allows;
-    kNN decides the word, the linear probe stands beside it."""
+    """A table of paired differences (a − b) with their 95 % intervals and the word each allows
+    (``VERDICT_WORDS`` for the metrics that are better lower); kNN decides the word of a claim,
+    the linear probe stands beside it."""
     import pandas as pd
     rows = []
     for a, b in pairs:
@@ -330,7 +335,7 @@ def differences(results: dict[str, list[dict]], pairs: list[tuple[str, str]],
         for m in metrics:
             d = paired_difference(results, a, b, m)
             row[f"{m} difference"] = str(d)
-            row[f"{m} verdict"] = d.verdict()
+            row[f"{m} verdict"] = d.verdict(*VERDICT_WORDS.get(m, ("better", "worse")))
         rows.append(row)
     return pd.DataFrame(rows).set_index("comparison")
 

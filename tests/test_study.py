@@ -112,6 +112,17 @@ def test_differences_table_gives_knn_and_linear_side_by_side():
     assert table.loc["a − b", "linear_top1 verdict"] == "no difference resolved at this budget"
 
 
+def test_geometry_differences_are_worded_the_way_they_are_better():
+    # alignment is a distance and uniformity a loss: a smaller value is the better one
+    results = {name: [{"config": {"seed": s}, "final": {"alignment": 0.3 + shift + 0.01 * s,
+                                                        "uniformity": -3.0 - shift + 0.01 * s}}
+                      for s in range(3)] for name, shift in (("a", 0.0), ("b", 0.1))}
+    table = study.differences(results, [("a", "b"), ("b", "a")], metrics=("alignment", "uniformity"))
+    assert table.loc["a − b", "alignment verdict"] == "lower (better)"
+    assert table.loc["a − b", "uniformity verdict"] == "higher (worse)"
+    assert table.loc["b − a", "alignment verdict"] == "higher (worse)"
+
+
 def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "RUNS", tmp_path)
     fake_run(tmp_path, "moco_s0", 80.0)
