@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import os
 import re
 import shutil
@@ -283,8 +284,10 @@ def _verify(root: Path) -> None:
 
 
 def _nltk_download(nltk_dir: Path) -> bool:
-    """NLTK's own downloader (needs the internet); True if it installed WordNet."""
-    return bool(nltk.download("wordnet", download_dir=str(nltk_dir), quiet=True, raise_on_error=False))
+    """NLTK's own downloader (needs the internet); True if it installed WordNet. Its error lines
+    (printed even when quiet) are kept back: a failure is followed by the Debian fallback's own line."""
+    return bool(nltk.download("wordnet", download_dir=str(nltk_dir), quiet=True, raise_on_error=False,
+                              print_error_to=io.StringIO()))
 
 
 def _copy_private(source: Path, target: Path) -> None:
