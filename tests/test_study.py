@@ -125,12 +125,15 @@ def test_geometry_differences_are_worded_the_way_they_are_better():
 
 def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "RUNS", tmp_path)
+    monkeypatch.setattr(study, "PARAMS", tmp_path)
     fake_run(tmp_path, "moco_s0", 80.0)
     fake_run(tmp_path, "moco_s1", 82.0, seed=1)
     study.record_minutes("cpu", "02_x", 12.5)
+    (tmp_path / "cpu" / "minutes.yaml").write_text("minutes: {01_y: 20.0, 02_x: 40.0}\n")
     table = study.results_table("cpu")
     assert "| 02_x | moco | queue K=4096, t=0.2, sgd lr 0.03, fp32 | 5 | 2 | 81.00 ± 1.41 |" in table
-    assert "| 02_x | 12.5 |" in table and "| total | 12.5 |" in table
+    assert "| 01_y | — | 20.0 |" in table and "| 02_x | 12.5 | 40.0 |" in table
+    assert "| total | 12.5 | 60.0 |" in table
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{study.README_BEGIN}\nold numbers\n{study.README_END}\noutro\n")
     study.write_readme_results("cpu", readme)
