@@ -586,7 +586,8 @@ def results_table(scale: str = "cpu") -> str:
         shown = lambda values, nb: f"{values[nb]:.1f}" if nb in values else "—"
         lines += ["", f"| notebook | minutes, last execution (wall clock) | minutes, every run trained anew "
                       f"(params/{scale}/minutes.yaml) |", "| --- | --- | --- |",
-                  *[f"| {nb} | {shown(minutes, nb)} | {shown(scratch, nb)} |" for nb in sorted({*minutes, *scratch})],
+                  *[f"| {nb} | {shown(minutes, nb)} | {shown(scratch, nb)} |"
+                    for nb in sorted({*minutes, *scratch})],
                   f"| total | {sum(minutes.values()):.1f} | {sum(scratch.values()):.1f} |"]
     missing = [py.stem for py in notebooks() if py.stem not in minutes]
     if missing:

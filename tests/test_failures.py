@@ -4,6 +4,7 @@ Faults are real where they can be: a learning rate that diverges, a second proce
 same folder, a truncated file, a full (small, temporary) file system, Ctrl-C.
 """
 import dataclasses
+import functools
 import json
 import os
 import pickle
@@ -393,8 +394,11 @@ def test_ctrl_c_says_which_epoch_resumes_and_debugging_shows_the_traceback(tmp_p
     cfg, run_dir = tmp_path / "c.yaml", tmp_path / "run"
     cfg.write_text(yaml.safe_dump({**TINY, "epochs": 30}))
     command = [sys.executable, "-m", "cl.train", str(cfg), "--run-dir", str(run_dir)]
+    # SIGINT back to its default in the child: Python keeps it ignored where the tests run as a
+    # background job of a non-interactive shell, and Ctrl-C would not reach the run at all
+    default_ctrl_c = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
     proc = subprocess.Popen(command, env=quiet_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_ctrl_c)
     try:
         proc.stderr.readline()  # "run: new run: ..."
         assert proc.stderr.readline().startswith("run epoch 1/30: ")

@@ -1,4 +1,5 @@
 """Runs trained side by side (cl.pool): the same records as one at a time, failures and Ctrl-C in one line."""
+import functools
 import json
 import os
 import re
@@ -76,9 +77,11 @@ def test_ctrl_c_stops_every_run_at_a_clean_point_and_says_where_each_resumes(tmp
             print(error)
     """)
     env = {**os.environ, pool.ENV: "2", progress.ENV: ""}
-    # start_new_session: a kernel's process group
+    # start_new_session: a kernel's process group; SIGINT at its default, as in a terminal (a background
+    # job of a non-interactive shell starts with it ignored, which Python would keep)
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL))
     try:
         seen = set()
         while len(seen) < 2:  # both runs have checkpointed an epoch
