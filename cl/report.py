@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 import time
@@ -150,8 +149,7 @@ def write_report(scale: str) -> Path:
 
 def _notebooks_table(scale: str, report: Path, executed: dict[str, Path]) -> str:
     """A row per notebook of the study: its executed HTML (or why there is none), title and minutes."""
-    minutes_file = study.RUNS / scale / "notebooks" / "minutes.json"
-    minutes = json.loads(minutes_file.read_text()) if minutes_file.exists() else {}
+    minutes = study.recorded_minutes(scale)
     rows = []
     for py in study.notebooks():
         page = executed.get(py.stem)

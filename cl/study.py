@@ -542,12 +542,22 @@ def baselines(results: dict[str, list[dict]]) -> dict[str, str]:
             if (key := setting_of(full(records))) in plain and plain[key] != name}
 
 
+def _minutes_file(scale: str) -> Path:
+    return RUNS / scale / "notebooks" / "minutes.json"
+
+
+def recorded_minutes(scale: str) -> dict[str, float]:
+    """Each notebook's wall-clock minutes at its last execution (``record_minutes``), by name."""
+    path = _minutes_file(scale)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def record_minutes(scale: str, notebook: str, minutes: float) -> None:
     """Keep the wall-clock minutes of a notebook's last execution (``notebooks/minutes.json``)."""
-    path = RUNS / scale / "notebooks" / "minutes.json"
-    done = json.loads(path.read_text()) if path.exists() else {}
+    path = _minutes_file(scale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**done, notebook: round(minutes, 2)}, indent=1, sort_keys=True))
+    minutes = {**recorded_minutes(scale), notebook: round(minutes, 2)}
+    path.write_text(json.dumps(minutes, indent=1, sort_keys=True))
 
 
 def setting(row) -> str:
@@ -579,8 +589,7 @@ def results_table(scale: str = "cpu") -> str:
                      f"| {len(g)} | {fmt(g['knn_top1'])} | {fmt(g['linear_top1'])} "
                      f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} "
                      f"| {g['train_seconds'].mean() / 60:.1f} |")
-    path = RUNS / scale / "notebooks" / "minutes.json"
-    minutes = json.loads(path.read_text()) if path.exists() else {}
+    minutes = recorded_minutes(scale)
     scratch = scratch_minutes(scale)
     if minutes or scratch:
         shown = lambda values, nb: f"{values[nb]:.1f}" if nb in values else "—"
