@@ -9,7 +9,8 @@ Prints a table and writes ``runs/bench.json``:
   images through a DataLoader, best of 0, 1 and 2 workers — and the speed-up of the
   project's path (target: ≥ 2×);
 * the cost of every negative strategy relative to the plain MoCo step at K=4096 (targets:
-  ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×);
+  ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×), and of notebook 08's designs on fewer or
+  mined negatives (the smaller the better);
 * the speed-up of the default bf16 encoder (``precision: bf16``) over float32;
 * the gain of training two short runs side by side (``cl.pool``) over one after the other.
 
@@ -47,6 +48,10 @@ STRATEGIES = {
        for name, objective in objectives.OBJECTIVES.items() if name != "info_nce"},
     "MoCHi N=1024 s=s'=256": dict(mochi_n=1024, mochi_s=256, mochi_s_prime=256),
     "MoCHi N=256 s=128 s'=64 (paper ratios)": dict(mochi_n=256, mochi_s=128, mochi_s_prime=64),
+    # notebook 08's designs for turning "the hardest 5 % suffice" into work saved or accuracy gained
+    "queue of 256": dict(queue=256),
+    "mined queue: 256 of a 16384 bank every 16 steps": dict(queue=16384, mined_queue=256, mine_every=16),
+    "hardest 5% of a 16384 bank": dict(queue=16384, select="hardest", select_fraction=0.05),
 }
 
 

@@ -5,6 +5,12 @@ average (θk ← m·θk + (1−m)·θq, updated before the key forward, no gradi
 queue of K past keys that serve as negatives. The queue also remembers each key's label
 and data-set index, which the same-class oracle (Cai et al.) and the WordNet analysis use.
 
+A mined queue (``mined > 0``) is the one design here that contrasts with fewer keys per step:
+the queue becomes a bank of older keys, and every ``mine_every`` steps the ``mined`` bank keys
+most similar to some query of the batch are copied into a small queue, the only negatives the
+loss sees until the next refill. It asks whether "the hardest 5 % suffice" (Cai et al.) can save
+the similarity work of a large queue (notebook 08).
+
 ``MoCo.forward`` returns the similarities of the loss contract (docs/design.md): ``pos`` (B,)
 and ``neg`` (B, K); the loss is computed outside, then ``enqueue`` is called, so any
 objective of ``cl.objectives`` and any selection of ``cl.negatives`` plugs in between
@@ -75,9 +81,13 @@ class MoCo(nn.Module):
     """Query encoder, momentum key encoder and a labelled FIFO queue of keys (notebook 01)."""
 
     def __init__(self, encoder: nn.Module, dim: int, K: int = 4096, m: float = 0.99,
-                 shuffle_bn: bool = True):
+                 shuffle_bn: bool = True, mined: int = 0, mine_every: int = 1):
         super().__init__()
+        if not 0 <= mined <= K or mine_every < 1:
+            raise ValueError(f"a mined queue needs 0 <= mined <= K={K} and mine_every >= 1; "
+                             f"got mined={mined}, mine_every={mine_every}")
         self.K, self.m, self.shuffle_bn = K, m, shuffle_bn
+        self.mined, self.mine_every = mined, mine_every
         self.encoder_q = encoder
         self.encoder_k = copy.deepcopy(encoder)
         for p in self.encoder_k.parameters():
@@ -86,6 +96,24 @@ class MoCo(nn.Module):
         self.register_buffer("queue_labels", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_index", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        if mined:  # the small queue the loss contrasts with, refilled from the bank; steps since the start
+            self.register_buffer("mined_keys", self.queue[:mined].clone())
+            self.register_buffer("mined_labels", torch.full((mined,), -1, dtype=torch.long))
+            self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def negative_labels(self) -> torch.Tensor:
+        """The labels (K,) of the keys the loss contrasts with: the queue's, or the mined queue's."""
+        return self.mined_labels if self.mined else self.queue_labels
+
+    @torch.no_grad()
+    def mine(self, q: torch.Tensor) -> torch.Tensor:
+        """Refill the mined queue with the bank keys hardest for this batch: the ``mined`` keys of
+        largest max_i q_i·k over the queries q (B, d). Returns the bank slots taken (mined,)."""
+        slots = (q.detach() @ self.queue.T).amax(0).topk(self.mined).indices
+        self.mined_keys.copy_(self.queue[slots])
+        self.mined_labels.copy_(self.queue_labels[slots])
+        return slots
 
     @torch.no_grad()
     def momentum_update(self):
@@ -104,8 +132,10 @@ class MoCo(nn.Module):
         return unshuffle_batch(F.normalize(self.encoder_k(x), dim=1), undo)
 
     def contrast(self, q: torch.Tensor, k: torch.Tensor):
-        """pos (B,) = q·k and neg (B,K) = q·queueᵀ: the similarities of the loss contract."""
-        return (q * k).sum(1), q @ self.queue.clone().T
+        """pos (B,) = q·k and neg (B,K) = q·queueᵀ: the similarities of the loss contract
+        (K = ``mined`` and the mined queue in its place when there is one)."""
+        keys = self.mined_keys if self.mined else self.queue
+        return (q * k).sum(1), q @ keys.clone().T
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, symmetric: bool = False,
                 generator: torch.Generator | None = None) -> list[Pair]:
@@ -120,7 +150,11 @@ class MoCo(nn.Module):
         for x_q, x_k in views:
             q = F.normalize(self.encoder_q(x_q), dim=1)
             k = self.keys(x_k, generator)
+            if self.mined and not pairs and self.steps % self.mine_every == 0:
+                self.mine(q)
             pairs.append(Pair(q, k, *self.contrast(q, k)))
+        if self.mined:
+            self.steps += 1
         return pairs
 
     @torch.no_grad()

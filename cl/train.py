@@ -102,6 +102,8 @@ RANGES = {  # every numeric key: the interval its value lies in, as the error me
     "mochi_s": "[0, inf)",
     "mochi_s_prime": "[0, inf)",
     "mochi_warmup": "[0, inf)",
+    "mined_queue": "[0, inf)",
+    "mine_every": "[1, inf)",
     "epochs": "[1, inf)",
     "batch_size": "[2, inf)",
     "lr": "(0, inf)",
@@ -162,6 +164,8 @@ class Config:
     mochi_s: int = 0               # MoCHi: s negative-negative mixes
     mochi_s_prime: int = 0         # MoCHi: s' query-negative mixes
     mochi_warmup: float = 0.0      # MoCHi: epochs without synthesis (in steps: 0.2 of 4 epochs = 5 %)
+    mined_queue: int = 0           # contrast with this many keys mined from the queue (then a bank; 0 = off)
+    mine_every: int = 16           # steps between refills of the mined queue
     # optimisation
     epochs: int = 20
     batch_size: int = 256
@@ -245,6 +249,10 @@ class Config:
         need(not mochi or self.source == "queue", "MoCHi mixes negatives of the queue: use source='queue'")
         need(not mochi or self.mochi_n <= self.queue,
              f"mochi_n={self.mochi_n} exceeds the queue size {self.queue}")
+        need(not self.mined_queue or (self.source == "queue" and not mochi),
+             "a mined queue refills MoCo's negatives: use source='queue' and no MoCHi")
+        need(self.mined_queue <= self.queue,
+             f"mined_queue={self.mined_queue} exceeds the bank it is mined from (queue={self.queue})")
         objective = objectives.get(self.loss)
         need(self.source in objective.sources,
              f"{self.loss} takes its negatives from {' or '.join(objective.sources)}: "
@@ -603,7 +611,8 @@ class Trainer:
         ddp = torch.nn.parallel.DistributedDataParallel if distributed() else lambda module: module
         self.moco = None
         if cfg.source == "queue":
-            self.moco = MoCo(encoder, cfg.dim, cfg.queue, cfg.moco_m, cfg.shuffle_bn).to(
+            self.moco = MoCo(encoder, cfg.dim, cfg.queue, cfg.moco_m, cfg.shuffle_bn, cfg.mined_queue,
+                             cfg.mine_every).to(
                 self.device, memory_format=torch.channels_last)
             self.moco.encoder_q = ddp(self.moco.encoder_q)
             self.model, self.step = self.moco, queue_step
@@ -805,11 +814,11 @@ def queue_step(tr: Trainer, x1, x2, labels, idx, progress: float) -> tuple[float
     for pair in pairs:  # one pair, or two when symmetric
         # Cai et al.: keep a share of each query's row by difficulty (-inf = removed)
         neg = negatives.select(pair.neg, cfg.select, cfg.select_fraction, labels=labels,
-                               queue_labels=moco.queue_labels, generator=tr.device_generator)
+                               queue_labels=moco.negative_labels, generator=tr.device_generator)
         if tr.mochi and progress >= cfg.mochi_warmup:  # MoCHi: s + s′ columns mixed from the whole queue
             neg = torch.cat([neg, tr.mochi.logits(pair.q, pair.neg, moco, tr.device_generator)], dim=1)
         loss = loss + tr.objective.loss(cfg, Similarities(pair.pos, neg, pair.q, labels))
-    last = Last(pair.pos.detach(), neg.detach(), labels, moco.queue_labels.clone())
+    last = Last(pair.pos.detach(), neg.detach(), labels, moco.negative_labels.clone())
     if tr.optimize(loss):
         copies = len(pairs)
         slots = moco.enqueue(torch.cat([p.k for p in pairs]), labels.repeat(copies), idx.repeat(copies))

@@ -36,6 +36,8 @@ positives = {                 # SimSiam and BYOL on our encoder and loop, with t
 control = {"loss": "positives_only", "head": "mlp_bn_out"}  # collapse control: SimSiam's head, no predictor
 transfer = {"train_classes": "0-4", "eval_classes": "5-9"}  # pretrain on 5 classes, evaluate on the other 5
 larger_bank = {"queue": 16384, "select": "hardest", "select_fraction": 0.05}  # hardest 5 % of a 4× bank
+small_queue = {"queue": 256}  # 16× fewer negatives: what a step on few negatives costs
+mined = {"queue": 16384, "mined_queue": 256, "mine_every": 16}  # 256 keys mined from a 4× bank every 16 steps
 cost_rounds = 20              # interleaved steps timed per design (cl.bench.cost_ratios)
 check_claims = True           # assert the claims (off at the smoke scale)
 
@@ -48,7 +50,8 @@ from IPython.display import Markdown, display
 from cl import analysis, bench, negatives, notebook, plots, study, train
 
 NB = notebook.start(scale=scale, base=base, seeds=seeds, positives=positives, control=control,
-                    transfer=transfer, larger_bank=larger_bank, cost_rounds=cost_rounds,
+                    transfer=transfer, larger_bank=larger_bank, small_queue=small_queue, mined=mined,
+                    cost_rounds=cost_rounds,
                     check_claims=check_claims)
 epochs = train.Config.from_dict(base).epochs
 schedule = f"at {epochs} epochs"
@@ -148,43 +151,86 @@ display(study.differences(moved, transfer_pairs))
 # %% [markdown]
 # ## Can "the hardest 5 % suffice" buy compute or accuracy?
 #
-# Notebook 02 found how much of the queue a model needs. Two measured answers. **Compute**:
-# the plain step against the same step with a queue of 256 keys (a 16× smaller similarity
-# matrix and loss), and against keeping only the hardest 5 % (which still needs every
-# similarity to rank them), timed step by step in turn (`cl.bench.cost_ratios`). The first gap
-# is what 94 % fewer negatives save: a lower bound on what the negatives cost, and about what
-# any design that trains on few negatives could save. **Accuracy**: the hardest 5 % of a
-# 4096-key queue come from recent keys only; a 4× larger, older bank offers 4× more candidates,
-# and keeping its hardest 5 % tests whether mining a larger pool pays, at the step cost
-# measured here; it is set against the plain queue and against notebook 02's hardest 5 % of
-# the plain queue.
+# Notebook 02 found that the hardest 5 % of the queue give nearly full accuracy. Keeping them
+# saves nothing by itself: ranking the queue needs every similarity, and the step still
+# contrasts with a full row. Three designs that could turn the finding into work saved or
+# accuracy gained (sizes as the parameters cell sets them at the cpu scale), each timed step by
+# step in turn against the plain step (`cl.bench.cost_ratios`, also reported by `make bench`)
+# and trained with the same seeds:
+#
+# * **a small queue** (`small_queue`): MoCo with a queue of 256 keys, the previous batch's:
+#   16× fewer similarities than the plain 4096, about the least any step on 256 negatives
+#   can cost, so the gap to the plain step bounds what any design that trains on few
+#   negatives can save;
+# * **a mined queue** (`mined`, `cl.moco.MoCo.mine`): the queue grows into a bank of 16,384
+#   older keys, and every 16 steps the 256 bank keys most similar to some query of the batch,
+#   $\max_i q_i\cdot k$, are copied into a small queue, the only negatives the loss sees until the
+#   next refill. A step contrasts with 256 keys and mines 16,384 / 16 = 1,024 similarities on
+#   average: hard candidates from a large, older pool for about a third of the plain queue's
+#   similarity work. Against the small queue it is the comparison **at equal step cost** (the
+#   same 256 negatives a step, the mining apart): what choosing them by difficulty adds;
+# * **the hardest 5 % of a 4× larger bank** (`larger_bank`): the accuracy side, 4× more (and
+#   older) candidates for the same share, at a higher step cost; set against the plain queue and
+#   against notebook 02's hardest 5 % of the plain queue.
+#
+# A design **saves work** when its step is cheaper and its accuracy is nearly full (the
+# interval's lower end above −1 point), and **buys accuracy** when it is better than the plain
+# queue; the verdicts below are computed from the measurements.
 
 # %%
 kept = {k: negatives.kept_count(k, "hardest", 0.05) for k in (4096, larger_bank["queue"])}
 print(f"the hardest 5 %: {kept[4096]} of 4096 keys, {kept[larger_bank['queue']]} of {larger_bank['queue']}")
+designs = {"small_queue": small_queue, "mined_queue": mined,
+           "hardest_5pct": {"select": "hardest", "select_fraction": 0.05},
+           "larger_bank_hardest_5pct": larger_bank}
 timed = {"train_subset": 8192, "test_subset": 256, "device": "cpu", "probe": 0}  # data for the timing only
 config = lambda overrides: train.Config.from_dict({**base, **overrides, **timed})
-costs = bench.cost_ratios(train.Trainer(config({})), {
-    "queue of 256": train.Trainer(config({"queue": 256})),
-    "hardest 5 % of the queue": train.Trainer(config({"select": "hardest", "select_fraction": 0.05})),
-    "hardest 5 % of a 4× larger bank": train.Trainer(config(larger_bank)),
-}, rounds=cost_rounds)
+costs = bench.cost_ratios(train.Trainer(config({})),
+                          {name: train.Trainer(config(overrides)) for name, overrides in designs.items()},
+                          rounds=cost_rounds)
 display(pd.Series(costs, name="step time / plain step, this CPU (medians, interleaved)").round(3).to_frame())
-mined = study.run_groups([({"moco": {}, "hardest_5pct": {"select": "hardest", "select_fraction": 0.05},
-                            "larger_bank_hardest_5pct": larger_bank}, base, seeds)], scale, NB)
-display(study.formatted(study.mean_std(mined)))
-display(study.differences(mined, [("larger_bank_hardest_5pct", "moco"),
-                                  ("larger_bank_hardest_5pct", "hardest_5pct")]))
-saving = 1 - costs["queue of 256"]
+saving, fewer = 1 - costs["small_queue"], 1 - small_queue["queue"] / train.Config.from_dict(base).queue
 share = (f"at least {saving:.1%} of a step" if saving > 0 else
          "no measurable share of a step (a 16× smaller queue was not faster)")
 print(f"the negatives cost {share} here, medians of {cost_rounds} interleaved steps on this CPU")
+leveraged = study.run_groups([({"moco": {}, **designs}, base, seeds)], scale, NB)
+display(study.formatted(study.mean_std(leveraged)))
+display(study.differences(leveraged, [("small_queue", "moco"), ("mined_queue", "moco"),
+                                      ("mined_queue", "small_queue"), ("larger_bank_hardest_5pct", "moco"),
+                                      ("larger_bank_hardest_5pct", "hardest_5pct")]))
+
+# %%
+def leverage(name):
+    """What a design buys against the plain queue, in words from its interval and its step cost."""
+    d = study.paired_difference(leveraged, name, "moco")
+    cost = f"{costs[name]:.2f}× the plain step"
+    if not d.claims:
+        return f"{d.text()} at {cost}: {d.verdict()}"
+    if d.low > 0:
+        return f"buys accuracy: {d.text()} at {cost}"
+    if costs[name] < 1 and d.at_least(-1):
+        return f"saves work: {1 - costs[name]:.1%} of a step at nearly full accuracy, {d.text()}"
+    return f"helps neither: {d.text()} ({d.verdict()}) at {cost}"
+
+
+verdicts = {name: leverage(name) for name in designs}
+helpful = [name for name, words in verdicts.items() if words.startswith(("buys", "saves"))]
+display(pd.Series(verdicts, name=f"kNN top-1 − plain queue, {schedule}").to_frame())
+equal_cost = study.paired_difference(leveraged, "mined_queue", "small_queue")
+display(Markdown(f"**{schedule}:** at equal step cost the mined queue − the small queue: {equal_cost.text()} "
+                 f"({equal_cost.verdict()}). "
+                 + (f"Of the designs, {', '.join(helpful)} help{'s' * (len(helpful) == 1)}."
+                    if helpful else "None of the designs helps: none is both cheaper and nearly as "
+                    "accurate, and none is more accurate than the plain queue.")))
 
 # %% [markdown]
 # ## Every method side by side
 #
 # Every finished run of this scale, grouped by condition: mean ± std over its seeds (std is
 # empty for one-seed points, which claim nothing), with its setting and the training minutes.
+# Those minutes are each run's own clock while another run trained beside it (and, for some
+# runs, while other work shared the machine): a rough cost. The step costs measured side by
+# side, step by step, are `make bench`'s and the table of the section above.
 
 # %%
 everything = study.finished_results(scale)
@@ -237,10 +283,10 @@ answers = {
         f"only the hardest 5 % − all: {said('hardest_5pct', 'moco')}; "
         f"removing the hardest 5 %: {said('drop_hardest_5pct', 'moco')}.",
     "Can the hardest 5 % buy compute or accuracy? (this notebook)":
-        f"94 % fewer negatives save {share.removeprefix('at least ')}; keeping the hardest 5 % costs "
-        f"{costs['hardest 5 % of the queue']:.2f}× the plain step; the hardest 5 % of a 4× larger bank − the "
-        f"plain queue: {said('larger_bank_hardest_5pct', 'moco')}, at "
-        f"{costs['hardest 5 % of a 4× larger bank']:.2f}× the step cost.",
+        f"{fewer:.0%} fewer negatives save {share.removeprefix('at least ')}; keeping the hardest 5 % costs "
+        f"{costs['hardest_5pct']:.2f}× the plain step; against the plain queue, the small queue "
+        f"{verdicts['small_queue']}; the mined queue {verdicts['mined_queue']}; the hardest 5 % of a 4× "
+        f"larger bank {verdicts['larger_bank_hardest_5pct']}.",
     "Does the 0.1 % threshold carry over to 10 classes? ([02](02_which_negatives_matter.ipynb))":
         f"removing the hardest 0.1 %: {said('drop_hardest_0.1pct', 'moco')}; the class-prior analogue, "
         f"the hardest 10 %: {said('drop_hardest_10pct', 'moco')}; the same-class oracle: "

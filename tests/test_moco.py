@@ -156,3 +156,22 @@ def test_two_processes_hold_identical_queues_and_weights(tmp_path):
     # 8 steps of 32 keys gathered from both ranks filled the 256-slot queue: no initial noise left
     assert (a["queue_labels"] >= 0).all()
     assert a["queue_index"].unique().numel() == 256
+
+
+def test_mining_copies_the_bank_keys_hardest_for_some_query_with_their_labels():
+    moco = MoCo(models.build_encoder("small_cnn", 1, 4, "mlp", 2, 16, 1), dim=2, K=6, mined=2)
+    angles = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+    moco.queue.copy_(torch.stack([angles.cos(), angles.sin()], 1))
+    moco.queue_labels.copy_(torch.arange(6) * 10)
+    q = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # hardest for q0: angle 0; for q1: angle 3.0 (nearest to π)
+    slots = moco.mine(q)
+    assert sorted(slots.tolist()) == [0, 5]
+    assert sorted(moco.mined_labels.tolist()) == [0, 50]
+    (pair,) = moco(torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28))
+    assert pair.neg.shape == (4, 2)
+    torch.testing.assert_close(pair.neg, pair.q @ moco.mined_keys.T)
+
+
+def test_a_mined_queue_larger_than_its_bank_is_refused():
+    with pytest.raises(ValueError, match="mined <= K"):
+        MoCo(models.build_encoder("small_cnn", 1, 4, "mlp", 8, 16, 1), dim=8, K=4, mined=5)

@@ -9,7 +9,8 @@ from cl import study
 from cl.train import Config, Trainer
 
 # keys of a notebook's parameters that hold cl.train.Config overrides (one dict, or a dict of dicts)
-OVERRIDES = ("paper_setting", "mochi", "mochi_large", "baseline", "transfer", "larger_bank")
+OVERRIDES = ("paper_setting", "mochi", "mochi_large", "baseline", "transfer", "larger_bank", "small_queue",
+             "mined")
 NAMED_OVERRIDES = ("variants", "positives")
 
 
@@ -65,7 +66,7 @@ def test_gpu_condition_trains_one_step_on_cpu(name):
     cfg = Config.from_dict(CONDITIONS[name])
     # the same config on a tiny subset: the data, the model and one step, on the CPU
     tiny = dataclasses.replace(cfg, device="cpu", train_subset=256, test_subset=64, batch_size=64,
-                               queue=max(cfg.mochi_n, 256), monitor_bank=64, linear_epochs=1)
+                               queue=max(cfg.mochi_n, cfg.mined_queue, 256), monitor_bank=64, linear_epochs=1)
     tiny.validate()
     run = Trainer(tiny)
     loss, _ = run.train_step(torch.arange(64), progress=cfg.epochs / 2)

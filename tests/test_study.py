@@ -142,6 +142,18 @@ def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_
     assert text.endswith(f"{study.README_END}\noutro\n")
 
 
+def test_the_setting_names_a_temperature_only_where_there_are_negatives():
+    row = {"queue": 4096, "batch_size": 256, "t": 0.5, "optimizer": "adam", "lr": 0.001, "precision": "bf16"}
+    queue = {**row, "source": "queue", "loss": "info_nce"}
+    assert study.setting(queue) == "queue K=4096, t=0.5, adam lr 0.001"
+    assert study.setting({**queue, "mined_queue": 256, "mine_every": 16}) == \
+        "queue K=4096, 256 mined every 16 steps, t=0.5, adam lr 0.001"
+    assert study.setting({**row, "source": "batch", "loss": "debiased"}) == \
+        "in-batch 2B−2, B=256, t=0.5, adam lr 0.001"
+    assert study.setting({**row, "source": "none", "loss": "byol", "precision": "fp32"}) == \
+        "no negatives (byol), adam lr 0.001, fp32"
+
+
 def test_finished_results_group_every_finished_run_by_condition_in_seed_order(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "RUNS", tmp_path)
     for run, seed, finished in [("moco_s1", 1, True), ("moco_s0", 0, True), ("hard_beta1.0_s0", 0, True),

@@ -34,6 +34,10 @@ def test_wrong_type_fails(key, value):
     (dict(loss="supcon"), "use source='batch'"),
     (dict(loss="infonce"), "loss must be one of"),
     (dict(mochi_s=4, mochi_n=1), "mochi_n ≥ 2"),
+    (dict(queue=4096, mined_queue=8192), "exceeds the bank it is mined from"),
+    (dict(mined_queue=256, source="batch"), "a mined queue refills MoCo's negatives"),
+    (dict(mined_queue=256, mochi_n=8, mochi_s=4), "a mined queue refills MoCo's negatives"),
+    (dict(mined_queue=256, mine_every=0), r"mine_every must be in \[1, inf\)"),
 ])
 def test_impossible_values_fail_with_the_reason(overrides, reason):
     with pytest.raises(ConfigError, match=reason):
@@ -249,3 +253,19 @@ def test_an_unreadable_probe_file_is_started_anew_and_the_training_goes_on(tmp_p
     trainer.save_probe(run_dir, 2, trainer.embed_probe())
     assert "probe.pt cannot be read" in capsys.readouterr().err
     assert list(train.read_probe(run_dir / train.PROBE)["embeddings"]) == [2]
+
+
+def test_a_mined_queue_gives_the_loss_only_the_mined_keys_and_their_labels():
+    cfg = Config.from_dict(dict(TINY, queue=256, mined_queue=16, mine_every=2, select="drop_same_class"))
+    trainer = train.Trainer(cfg)
+    moco, idx = trainer.moco, torch.arange(cfg.batch_size)
+    _, last = trainer.train_step(idx, progress=0.0)
+    assert last.neg.shape == (cfg.batch_size, 16)  # the loss row: the mined keys, not the bank of 256
+    assert torch.equal(last.neg_labels, moco.mined_labels)  # the oracle reads the mined keys' labels
+    mined_before = moco.mined_keys.clone()
+    trainer.train_step(idx, progress=0.0)  # step 2 of every 2: no refill
+    assert torch.equal(moco.mined_keys, mined_before)
+    bank = moco.queue.clone()  # what step 3 mines from (its own keys are enqueued after the loss)
+    trainer.train_step(idx, progress=0.0)  # step 3: refilled
+    assert not torch.equal(moco.mined_keys, mined_before)
+    assert {tuple(k.tolist()) for k in moco.mined_keys} <= {tuple(k.tolist()) for k in bank}
