@@ -130,3 +130,13 @@ def collapse_diagnostics(run_dirs: list, records: list[dict]) -> pd.DataFrame:
                      "effective rank": metrics.effective_rank(z),
                      "uniformity": record["final"]["uniformity"]})
     return pd.DataFrame(rows).set_index("seed")
+
+
+def same_class_share(record: dict) -> float:
+    """The share of same-class entries among the negatives of a run's last recorded step (its
+    last epoch's ``cl.negatives.difficulty_bands``): Σ_bands count · fraction / Σ_bands count."""
+    bands = record["epochs"][-1]["negatives"]
+    if not bands:
+        raise ValueError(f"{record['run']} recorded no negatives (a run without negatives has no share)")
+    pairs = [(n, f) for n, f in zip(bands["band_counts"], bands["same_class_fraction"]) if f is not None]
+    return sum(n * f for n, f in pairs) / sum(n for n, _ in pairs)

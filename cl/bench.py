@@ -10,7 +10,8 @@ Prints a table and writes ``runs/bench.json``:
   project's path (target: ≥ 2×);
 * the cost of every negative strategy relative to the plain MoCo step at K=4096 (targets:
   ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×), and of notebook 08's designs on fewer or
-  mined negatives (the smaller the better);
+  mined negatives (the smaller the better), timed in blocks of 16 steps so that a mined
+  queue's refill counts: the median ratio and its 95 % t interval over 8 interleaved blocks;
 * the speed-up of the default bf16 encoder (``precision: bf16``) over float32;
 * the gain of training two short runs side by side (``cl.pool``) over one after the other.
 
@@ -28,13 +29,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2 as T
 
-from cl import augment, objectives, pool
-from cl.study import RUNS
+from cl import augment, negatives, objectives, pool
+from cl.study import RUNS, t_interval
 from cl.train import Config, Trainer
 
 BASE = dict(train_subset=8192, test_subset=256, device="cpu", queue=4096, batch_size=256)
@@ -50,7 +52,9 @@ STRATEGIES = {
     "MoCHi N=256 s=128 s'=64 (paper ratios)": dict(mochi_n=256, mochi_s=128, mochi_s_prime=64),
     # notebook 08's designs for turning "the hardest 5 % suffice" into work saved or accuracy gained
     "queue of 256": dict(queue=256),
-    "mined queue: 256 of a 16384 bank every 16 steps": dict(queue=16384, mined_queue=256, mine_every=16),
+    **{f"mined queue: 256 of a 16384 bank every 16 steps, {rule}": dict(queue=16384, mined_queue=256,
+                                                                        mine_every=16, mine_rule=rule)
+       for rule in negatives.MINE_RULES},
     "hardest 5% of a 16384 bank": dict(queue=16384, select="hardest", select_fraction=0.05),
 }
 
@@ -59,8 +63,8 @@ def _median_seconds(fn, steps: int, warmup: int = 2) -> float:
     return interleaved_medians({None: fn}, steps, warmup)[None]
 
 
-def interleaved_medians(fns: dict, rounds: int, warmup: int = 2) -> dict:
-    """Median seconds of each function, called in turn (one call of each, ``rounds`` times)
+def interleaved_times(fns: dict, rounds: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds of each call of each function, called in turn (one call of each, ``rounds`` times)
     after ``warmup`` calls each: a slow spell of the machine (another process, frequency
     scaling) weighs on all of them alike, so their ratios stay fair."""
     for fn in fns.values():
@@ -72,7 +76,12 @@ def interleaved_medians(fns: dict, rounds: int, warmup: int = 2) -> dict:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def interleaved_medians(fns: dict, rounds: int, warmup: int = 2) -> dict:
+    """Median seconds of each function, timed as ``interleaved_times`` does."""
+    return {name: statistics.median(t) for name, t in interleaved_times(fns, rounds, warmup).items()}
 
 
 def _stepper(trainer: Trainer):
@@ -88,12 +97,32 @@ def step_seconds(trainer: Trainer, steps: int, warmup: int = 2) -> float:
     return _median_seconds(_stepper(trainer), steps, warmup)
 
 
-def cost_ratios(base: Trainer, others: dict[str, Trainer], rounds: int, warmup: int = 3) -> dict[str, float]:
-    """Median step time of each of ``others`` over that of ``base``, timed interleaved."""
-    medians = interleaved_medians({None: _stepper(base), **{name: _stepper(s) for name, s in others.items()}},
-                                  rounds, warmup)
-    plain = medians.pop(None)
-    return {name: seconds / plain for name, seconds in medians.items()}
+class Cost(NamedTuple):
+    """A step's time over the plain step's: the median of the per-round ratios and their 95 % t
+    interval (NaN below 3 rounds)."""
+    ratio: float
+    low: float
+    high: float
+
+
+def step_costs(base: Trainer, others: dict[str, Trainer], rounds: int, steps: int = 1,
+               warmup: int = 1) -> dict[str, Cost]:
+    """Each trainer's time for ``steps`` training steps in a row over ``base``'s, timed interleaved
+    ``rounds`` times. A round's ratio pairs the two timings of that round (one slow spell slows
+    both); ``steps`` spans the period of any periodic work (a mined queue's refill every
+    ``mine_every`` steps), so that every round holds it once and the ratio is the amortised cost."""
+    def block(trainer):
+        step = _stepper(trainer)
+        return lambda: [step() for _ in range(steps)]
+    times = interleaved_times({None: block(base), **{name: block(t) for name, t in others.items()}},
+                              rounds, warmup)
+    plain = times.pop(None)
+    costs = {}
+    for name, seconds in times.items():
+        ratios = [a / b for a, b in zip(seconds, plain)]
+        _, low, high = t_interval(ratios)
+        costs[name] = Cost(statistics.median(ratios), low, high)
+    return costs
 
 
 def augment_images_per_second(trainer: Trainer, steps: int = 20) -> float:
@@ -171,8 +200,8 @@ def main():
     report["small_cnn_step_images_per_second"] = BASE["batch_size"] / plain
     # the default bf16 encoder against float32, interleaved step by step
     fp32_trainer = Trainer(Config.from_dict({**BASE, "precision": "fp32"}))
-    fp32 = cost_ratios(cnn, {"fp32": fp32_trainer}, rounds=20)["fp32"]
-    report["bf16_speedup_over_fp32"] = fp32
+    fp32 = step_costs(cnn, {"fp32": fp32_trainer}, rounds=20, warmup=3)["fp32"]
+    report["bf16_speedup_over_fp32"] = fp32.ratio
     resnet_cfg = {**BASE, "arch": "resnet18", "batch_size": 64}
     resnet = Trainer(Config.from_dict(resnet_cfg))
     report["resnet18_step_images_per_second"] = 64 / step_seconds(resnet, steps=3, warmup=1)
@@ -191,7 +220,9 @@ def main():
     strategies = {name: Trainer(Config.from_dict({**BASE, **overrides}))
                   for name, overrides in STRATEGIES.items()}
     plain_moco = Trainer(Config.from_dict(BASE))
-    report["strategy_cost_over_plain_moco"] = cost_ratios(plain_moco, strategies, rounds=30)
+    # blocks of 16 steps: a mined queue's refill period, so its mining is counted once a block
+    report["strategy_cost_over_plain_moco"] = {name: cost._asdict() for name, cost in
+                                               step_costs(plain_moco, strategies, rounds=8, steps=16).items()}
     report["pool_speedup_two_runs"] = pool_speedup()
     print(json.dumps(report, indent=1))
     RUNS.mkdir(exist_ok=True)

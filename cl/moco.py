@@ -7,8 +7,9 @@ and data-set index, which the same-class oracle (Cai et al.) and the WordNet ana
 
 A mined queue (``mined > 0``) is the one design here that contrasts with fewer keys per step:
 the queue becomes a bank of older keys, and every ``mine_every`` steps the ``mined`` bank keys
-most similar to some query of the batch are copied into a small queue, the only negatives the
-loss sees until the next refill. It asks whether "the hardest 5 % suffice" (Cai et al.) can save
+hardest for the batch (``cl.negatives.mining_scores``: nearest to some query, or in the most
+queries' hardest 5 %) are copied into a small queue, the only negatives the loss sees until
+the next refill. It asks whether "the hardest 5 % suffice" (Cai et al.) can save
 the similarity work of a large queue (notebook 08).
 
 ``MoCo.forward`` returns the similarities of the loss contract (docs/design.md): ``pos`` (B,)
@@ -29,6 +30,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+
+from cl import negatives
 
 
 def distributed() -> bool:
@@ -81,13 +84,13 @@ class MoCo(nn.Module):
     """Query encoder, momentum key encoder and a labelled FIFO queue of keys (notebook 01)."""
 
     def __init__(self, encoder: nn.Module, dim: int, K: int = 4096, m: float = 0.99,
-                 shuffle_bn: bool = True, mined: int = 0, mine_every: int = 1):
+                 shuffle_bn: bool = True, mined: int = 0, mine_every: int = 1, mine_rule: str = "nearest"):
         super().__init__()
         if not 0 <= mined <= K or mine_every < 1:
             raise ValueError(f"a mined queue needs 0 <= mined <= K={K} and mine_every >= 1; "
                              f"got mined={mined}, mine_every={mine_every}")
         self.K, self.m, self.shuffle_bn = K, m, shuffle_bn
-        self.mined, self.mine_every = mined, mine_every
+        self.mined, self.mine_every, self.mine_rule = mined, mine_every, mine_rule
         self.encoder_q = encoder
         self.encoder_k = copy.deepcopy(encoder)
         for p in self.encoder_k.parameters():
@@ -108,9 +111,10 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def mine(self, q: torch.Tensor) -> torch.Tensor:
-        """Refill the mined queue with the bank keys hardest for this batch: the ``mined`` keys of
-        largest max_i q_i·k over the queries q (B, d). Returns the bank slots taken (mined,)."""
-        slots = (q.detach() @ self.queue.T).amax(0).topk(self.mined).indices
+        """Refill the mined queue with the ``mined`` bank keys hardest for the queries q (B, d), as
+        ``mine_rule`` ranks them (``cl.negatives.mining_scores``). Returns the bank slots taken."""
+        scores = negatives.mining_scores(q.detach() @ self.queue.T, self.mine_rule)
+        slots = scores.topk(self.mined).indices
         self.mined_keys.copy_(self.queue[slots])
         self.mined_labels.copy_(self.queue_labels[slots])
         return slots

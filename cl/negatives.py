@@ -119,6 +119,27 @@ def select(neg: Tensor, mode: str, fraction: float | None = None, *, labels: Ten
     return torch.where(keep, neg, -math.inf)
 
 
+MINE_RULES = ("nearest", "votes")  # how a mined queue (cl.moco.MoCo.mine) ranks the keys of its bank
+
+
+def mining_scores(sim: Tensor, rule: str, share: float = 0.05) -> Tensor:
+    """How hard each key of a bank is for a batch of queries, from sim (B, K) = q·bankᵀ; a mined
+    queue takes the keys of highest score (K,):
+
+        nearest  max_i sim_ik: the keys closest to some query, each query's very hardest
+        votes    #{i : k is among query i's hardest ``share`` of the bank} + mean_i sim_ik / 4:
+                 the keys in the most queries' hardest 5 % (the share Cai et al. find
+                 sufficient), ties broken by the mean similarity (|mean| / 4 < 1 never
+                 outweighs a vote)
+    """
+    if rule == "nearest":
+        return sim.amax(0)
+    if rule == "votes":
+        hardest = sim.topk(kept_count(sim.shape[1], "hardest", share), dim=1).values[:, -1:]  # (B, 1)
+        return (sim >= hardest).sum(0) + sim.mean(0) / 4
+    raise ValueError(f"mining rule must be one of {MINE_RULES}, not {rule!r}")
+
+
 @torch.no_grad()
 def difficulty_bands(pos: Tensor, neg: Tensor, t: float, same_class: Tensor | None = None) -> dict:
     """Statistics of the negatives by difficulty, for logging (no gradient).

@@ -79,6 +79,7 @@ CHOICES = {  # every string key but dataset and device: its allowed values
     "loss": tuple(objectives.OBJECTIVES),
     "source": objectives.SOURCES,
     "select": negatives.MODES,
+    "mine_rule": negatives.MINE_RULES,
     "optimizer": ("sgd", "adam"),
     "lr_schedule": ("cosine", "constant"),
     "precision": ("bf16", "fp32"),
@@ -166,6 +167,7 @@ class Config:
     mochi_warmup: float = 0.0      # MoCHi: epochs without synthesis (in steps: 0.2 of 4 epochs = 5 %)
     mined_queue: int = 0           # contrast with this many keys mined from the queue (then a bank; 0 = off)
     mine_every: int = 16           # steps between refills of the mined queue
+    mine_rule: str = "nearest"     # nearest: closest to some query | votes: in most queries' hardest 5 %
     # optimisation
     epochs: int = 20
     batch_size: int = 256
@@ -612,7 +614,7 @@ class Trainer:
         self.moco = None
         if cfg.source == "queue":
             self.moco = MoCo(encoder, cfg.dim, cfg.queue, cfg.moco_m, cfg.shuffle_bn, cfg.mined_queue,
-                             cfg.mine_every).to(
+                             cfg.mine_every, cfg.mine_rule).to(
                 self.device, memory_format=torch.channels_last)
             self.moco.encoder_q = ddp(self.moco.encoder_q)
             self.model, self.step = self.moco, queue_step

@@ -98,3 +98,11 @@ def test_the_parameters_command_prints_a_notebooks_merged_parameters(capsys):
     assert study.main(["parameters", "--scale", "smoke"]) == 1
     assert "parameters needs one notebook: --only NAME" in capsys.readouterr().err
     assert json.dumps(printed)  # plain YAML types, as papermill -f reads them
+
+
+def test_same_class_share_weighs_each_band_by_its_count():
+    record = {"run": "r", "epochs": [{"negatives": {}}, {"negatives": {
+        "band_counts": [10, 30, 0], "same_class_fraction": [1.0, 0.2, None]}}]}
+    assert analysis.same_class_share(record) == pytest.approx((10 * 1.0 + 30 * 0.2) / 40)
+    with pytest.raises(ValueError, match="recorded no negatives"):
+        analysis.same_class_share({"run": "r", "epochs": [{"negatives": None}]})

@@ -16,6 +16,7 @@ from cl.negatives import (
     difficulty_bands,
     difficulty_rank,
     kept_count,
+    mining_scores,
     mixed_logits,
     mochi,
     mochi_draw,
@@ -406,3 +407,18 @@ def test_drop_same_class_accepts_per_row_labels_for_in_batch_negatives():
     per_row = torch.tensor([[0, 1, 2], [1, 1, 0]])  # each anchor has its own negatives (SimCLR source)
     out = select(neg, "drop_same_class", labels=labels, queue_labels=per_row)
     assert torch.isinf(out).tolist() == [[True, False, False], [True, True, False]]
+
+
+def test_mining_ranks_by_the_nearest_query_or_by_the_votes_of_every_querys_hardest():
+    sim = torch.tensor([[0.9, 0.8, 0.1, 0.0, 0.2, 0.3],
+                        [0.1, 0.85, 0.9, 0.0, 0.2, 0.3],
+                        [0.1, 0.8, 0.2, 0.0, 0.95, 0.3]])
+    # nearest: key 4 is the closest to one query; key 1 is hard for all three but nearest to none
+    nearest = mining_scores(sim, "nearest")
+    assert nearest.argmax() == 4 and nearest[1] < nearest[0]
+    # votes, each query's hardest 2 of 6: key 1 has three votes; keys 4, 2, 0 one each, in the order of
+    # their mean similarity; then key 5 (no vote, mean 0.3) before key 3
+    votes = mining_scores(sim, "votes", share=2 / 6)
+    assert votes.argsort(descending=True).tolist() == [1, 4, 2, 0, 5, 3]
+    with pytest.raises(ValueError, match="mining rule must be one of"):
+        mining_scores(sim, "furthest")

@@ -1,0 +1,38 @@
+"""make bench's cost measurement: interleaved blocks of steps, so periodic work is counted once a block."""
+from types import SimpleNamespace
+
+import pytest
+
+from cl import bench
+
+
+class FakeTrainer:
+    """A trainer whose step advances a fake clock: ``seconds`` a step, ``extra`` more every ``every``-th."""
+
+    def __init__(self, clock, seconds, every=0, extra=0.0):
+        self.clock, self.seconds, self.every, self.extra, self.steps = clock, seconds, every, extra, 0
+        self.train_set, self.cfg = range(8), SimpleNamespace(batch_size=2)
+
+    def train_step(self, idx, progress):
+        self.steps += 1
+        self.clock[0] += self.seconds + (self.extra if self.every and self.steps % self.every == 0 else 0)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
+    return now
+
+
+def test_step_costs_are_per_round_ratios_with_their_interval(clock):
+    costs = bench.step_costs(FakeTrainer(clock, 1.0), {"double": FakeTrainer(clock, 2.0)}, rounds=3)
+    assert costs["double"] == (2.0, 2.0, 2.0)
+
+
+def test_a_block_of_steps_counts_periodic_work_that_a_median_of_single_steps_misses(clock):
+    refill = lambda: FakeTrainer(clock, 1.0, every=4, extra=4.0)  # a refill every 4 steps, 4 s each
+    single = bench.step_costs(FakeTrainer(clock, 1.0), {"refill": refill()}, rounds=5)
+    assert single["refill"].ratio == 1.0  # most single steps hold no refill: the median hides it
+    block = bench.step_costs(FakeTrainer(clock, 1.0), {"refill": refill()}, rounds=5, steps=4)
+    assert block["refill"] == (2.0, 2.0, 2.0)  # (4 × 1 + 4) / 4: the amortised cost
