@@ -223,12 +223,19 @@ display(study.differences(leveraged, [*[(name, "moco") for name in ("small_queue
 # What the loss contrasts with, in the last step of each run: the share of its negatives that
 # are of the query's own class (false negatives), from each run's difficulty statistics
 # (`cl.negatives.difficulty_bands`), mean over seeds. A queue of random images holds about
-# one in ten.
+# one in ten. Beside it, how uniform each design leaves the embedding (the uniformity loss of
+# notebook 00, lower is more uniform), against the plain queue.
 
 # %%
-display(pd.Series({name: np.mean([analysis.same_class_share(r) for r in records])
-                   for name, records in leveraged.items()},
-                  name="same-class share of the negatives, last step").round(3).to_frame())
+same_class = {name: np.mean([analysis.same_class_share(r) for r in records])
+              for name, records in leveraged.items()}
+display(pd.Series(same_class, name="same-class share of the negatives, last step").round(3).to_frame())
+uniformity = {name: study.paired_difference(leveraged, name, "moco", metric="uniformity")
+              for name in designs}
+display(Markdown("**Against the plain queue (same-class share "
+                 f"{same_class['moco']:.3f}), {schedule}:** " + "; ".join(
+                     f"{name}: same-class share {same_class[name]:.3f}, uniformity loss {d.text(3)} "
+                     f"({d.verdict(*study.VERDICT_WORDS['uniformity'])})" for name, d in uniformity.items())))
 
 # %%
 def leverage(name):
