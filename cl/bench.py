@@ -11,13 +11,13 @@ Prints a table and writes ``runs/bench.json``:
 * the cost of every negative strategy relative to the plain MoCo step at K=4096 (targets:
   ≤ 1.10×, MoCHi with N=1024, s=s′=256 ≤ 1.15×), and of notebook 08's designs on fewer or
   mined negatives (the smaller the better), timed in blocks of 16 steps so that a mined
-  queue's refill counts: the median ratio and its 95 % t interval over 8 interleaved blocks;
+  queue's refill counts: the mean ratio and its 95 % t interval over 8 interleaved blocks;
 * the speed-up of the default bf16 encoder (``precision: bf16``) over float32;
 * the gain of training two short runs side by side (``cl.pool``) over one after the other.
 
-Timings are medians over repeated steps after a warm-up, on whatever machine runs it; the
-strategies and the plain step are timed interleaved, step by step, so that the ratios do
-not depend on when each was measured.
+Throughputs are medians over repeated steps after a warm-up, on whatever machine runs it;
+costs are timed interleaved with the plain step (one block of each in turn), so that the
+ratios do not depend on when each was measured.
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def step_seconds(trainer: Trainer, steps: int, warmup: int = 2) -> float:
 
 
 class Cost(NamedTuple):
-    """A step's time over the plain step's: the median of the per-round ratios and their 95 % t
+    """A step's time over the plain step's: the mean of the per-round ratios and its 95 % t
     interval (NaN below 3 rounds)."""
     ratio: float
     low: float
@@ -120,8 +120,7 @@ def step_costs(base: Trainer, others: dict[str, Trainer], rounds: int, steps: in
     costs = {}
     for name, seconds in times.items():
         ratios = [a / b for a, b in zip(seconds, plain)]
-        _, low, high = t_interval(ratios)
-        costs[name] = Cost(statistics.median(ratios), low, high)
+        costs[name] = Cost(*t_interval(ratios))
     return costs
 
 

@@ -5,12 +5,12 @@ average (θk ← m·θk + (1−m)·θq, updated before the key forward, no gradi
 queue of K past keys that serve as negatives. The queue also remembers each key's label
 and data-set index, which the same-class oracle (Cai et al.) and the WordNet analysis use.
 
-A mined queue (``mined > 0``) is the one design here that contrasts with fewer keys per step:
-the queue becomes a bank of older keys, and every ``mine_every`` steps the ``mined`` bank keys
+A mined queue (``mined > 0``) contrasts with fewer keys per step than its queue holds: the
+queue becomes a bank of older keys, and every ``mine_every`` steps the ``mined`` bank keys
 hardest for the batch (``cl.negatives.mining_scores``: nearest to some query, or in the most
-queries' hardest 5 %) are copied into a small queue, the only negatives the loss sees until
-the next refill. It asks whether "the hardest 5 % suffice" (Cai et al.) can save
-the similarity work of a large queue (notebook 08).
+queries' hardest 5 %; or, as the control, drawn at random) are copied into a small queue, the
+only negatives the loss sees until the next refill. It asks whether "the hardest 5 % suffice"
+(Cai et al.) can save the similarity work of a large queue (notebook 08).
 
 ``MoCo.forward`` returns the similarities of the loss contract (docs/design.md): ``pos`` (B,)
 and ``neg`` (B, K); the loss is computed outside, then ``enqueue`` is called, so any
@@ -99,7 +99,7 @@ class MoCo(nn.Module):
         self.register_buffer("queue_labels", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_index", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        if mined:  # the small queue the loss contrasts with, refilled from the bank; steps since the start
+        if mined:  # the small queue the loss contrasts with, refilled from the bank; forward passes so far
             self.register_buffer("mined_keys", self.queue[:mined].clone())
             self.register_buffer("mined_labels", torch.full((mined,), -1, dtype=torch.long))
             self.register_buffer("steps", torch.zeros((), dtype=torch.long))
@@ -110,10 +110,12 @@ class MoCo(nn.Module):
         return self.mined_labels if self.mined else self.queue_labels
 
     @torch.no_grad()
-    def mine(self, q: torch.Tensor) -> torch.Tensor:
-        """Refill the mined queue with the ``mined`` bank keys hardest for the queries q (B, d), as
-        ``mine_rule`` ranks them (``cl.negatives.mining_scores``). Returns the bank slots taken."""
-        scores = negatives.mining_scores(q.detach() @ self.queue.T, self.mine_rule)
+    def mine(self, q: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Refill the mined queue with the ``mined`` bank keys hardest for the queries q (B, d) of
+        all ranks, as ``mine_rule`` ranks them (``cl.negatives.mining_scores``; the random rule
+        draws from ``generator``). Returns the bank slots taken."""
+        sim = concat_all_gather(q.detach()) @ self.queue.T
+        scores = negatives.mining_scores(sim, self.mine_rule, generator=generator)
         slots = scores.topk(self.mined).indices
         self.mined_keys.copy_(self.queue[slots])
         self.mined_labels.copy_(self.queue_labels[slots])
@@ -155,7 +157,7 @@ class MoCo(nn.Module):
             q = F.normalize(self.encoder_q(x_q), dim=1)
             k = self.keys(x_k, generator)
             if self.mined and not pairs and self.steps % self.mine_every == 0:
-                self.mine(q)
+                self.mine(q, generator)
             pairs.append(Pair(q, k, *self.contrast(q, k)))
         if self.mined:
             self.steps += 1

@@ -119,10 +119,11 @@ def select(neg: Tensor, mode: str, fraction: float | None = None, *, labels: Ten
     return torch.where(keep, neg, -math.inf)
 
 
-MINE_RULES = ("nearest", "votes")  # how a mined queue (cl.moco.MoCo.mine) ranks the keys of its bank
+MINE_RULES = ("nearest", "votes", "random")  # how a mined queue (cl.moco.MoCo.mine) ranks its bank
 
 
-def mining_scores(sim: Tensor, rule: str, share: float = 0.05) -> Tensor:
+def mining_scores(sim: Tensor, rule: str, share: float = 0.05,
+                  generator: torch.Generator | None = None) -> Tensor:
     """How hard each key of a bank is for a batch of queries, from sim (B, K) = q·bankᵀ; a mined
     queue takes the keys of highest score (K,):
 
@@ -131,12 +132,16 @@ def mining_scores(sim: Tensor, rule: str, share: float = 0.05) -> Tensor:
                  the keys in the most queries' hardest 5 % (the share Cai et al. find
                  sufficient), ties broken by the mean similarity (|mean| / 4 < 1 never
                  outweighs a vote)
+        random   uniform draws (``generator``, on the CPU): the control, keys of the same number,
+                 age and refill period as the others, chosen without regard to difficulty
     """
     if rule == "nearest":
         return sim.amax(0)
     if rule == "votes":
         hardest = sim.topk(kept_count(sim.shape[1], "hardest", share), dim=1).values[:, -1:]  # (B, 1)
         return (sim >= hardest).sum(0) + sim.mean(0) / 4
+    if rule == "random":
+        return torch.rand(sim.shape[1], generator=generator).to(sim.device)
     raise ValueError(f"mining rule must be one of {MINE_RULES}, not {rule!r}")
 
 

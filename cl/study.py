@@ -41,7 +41,7 @@ FINAL_COLUMNS = ["knn_top1", "linear_top1", "alignment", "uniformity", "train_se
 # the config keys a reader needs to tell runs apart (the whole config is in each run's config.yaml)
 CONFIG_COLUMNS = ["loss", "source", "t", "tau_plus", "beta", "select", "select_fraction", "mochi_n",
                   "mochi_s", "mochi_s_prime", "mochi_warmup", "queue", "mined_queue", "mine_every",
-                  "batch_size", "optimizer", "lr", "lr_schedule", "precision"]
+                  "mine_rule", "batch_size", "optimizer", "lr", "lr_schedule", "precision"]
 SUMMARY_COLUMNS = ["run", "notebook", "method", "dataset", "epochs", "seed", *FINAL_COLUMNS, *CONFIG_COLUMNS]
 MIN_SEEDS = 3  # a claim needs at least this many seeds on each side
 # the words a difference (a − b) earns when its interval lies above 0 and below 0: accuracy is better
@@ -563,7 +563,7 @@ def setting(row) -> str:
     """The training setting a run's number comes from, in words: the source of negatives, the
     temperature (where there are negatives to scale), the optimiser, and the precision when it is
     not the default bf16."""
-    mined = (f", {int(row['mined_queue'])} mined every {int(row['mine_every'])} steps"
+    mined = (f", {int(row['mined_queue'])} mined every {int(row['mine_every'])} steps ({row['mine_rule']})"
              if row.get("mined_queue") else "")
     source = {"queue": f"queue K={int(row['queue'])}{mined}, t={row['t']:g}",
               "batch": f"in-batch 2B−2, B={int(row['batch_size'])}, t={row['t']:g}",

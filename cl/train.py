@@ -167,7 +167,7 @@ class Config:
     mochi_warmup: float = 0.0      # MoCHi: epochs without synthesis (in steps: 0.2 of 4 epochs = 5 %)
     mined_queue: int = 0           # contrast with this many keys mined from the queue (then a bank; 0 = off)
     mine_every: int = 16           # steps between refills of the mined queue
-    mine_rule: str = "nearest"     # nearest: closest to some query | votes: in most queries' hardest 5 %
+    mine_rule: str = "nearest"     # nearest to some query | votes: in most queries' hardest 5 % | random
     # optimisation
     epochs: int = 20
     batch_size: int = 256
@@ -253,6 +253,9 @@ class Config:
              f"mochi_n={self.mochi_n} exceeds the queue size {self.queue}")
         need(not self.mined_queue or (self.source == "queue" and not mochi),
              "a mined queue refills MoCo's negatives: use source='queue' and no MoCHi")
+        unmined = (type(self).mine_every, type(self).mine_rule)  # the defaults: no part of a plain run
+        need(self.mined_queue or (self.mine_every, self.mine_rule) == unmined,
+             "mine_every and mine_rule apply to a mined queue only: set mined_queue, or leave them out")
         need(self.mined_queue <= self.queue,
              f"mined_queue={self.mined_queue} exceeds the bank it is mined from (queue={self.queue})")
         objective = objectives.get(self.loss)

@@ -40,6 +40,7 @@ small_queue = {"queue": 256}  # 16× fewer negatives: what a step on few negativ
 # 256 keys mined from a 4× bank every 16 steps: nearest to some query, or in most queries' hardest 5 %
 mined_nearest = {"queue": 16384, "mined_queue": 256, "mine_every": 16, "mine_rule": "nearest"}
 mined_votes = {"queue": 16384, "mined_queue": 256, "mine_every": 16, "mine_rule": "votes"}
+mined_random = {"queue": 16384, "mined_queue": 256, "mine_every": 16, "mine_rule": "random"}  # their control
 cost_rounds = 6               # interleaved blocks of mine_every steps timed per design (cl.bench.step_costs)
 check_claims = True           # assert the claims (off at the smoke scale)
 
@@ -53,7 +54,7 @@ from cl import analysis, bench, negatives, notebook, plots, study, train
 
 NB = notebook.start(scale=scale, base=base, seeds=seeds, positives=positives, control=control,
                     transfer=transfer, larger_bank=larger_bank, small_queue=small_queue,
-                    mined_nearest=mined_nearest, mined_votes=mined_votes,
+                    mined_nearest=mined_nearest, mined_votes=mined_votes, mined_random=mined_random,
                     cost_rounds=cost_rounds,
                     check_claims=check_claims)
 epochs = train.Config.from_dict(base).epochs
@@ -151,42 +152,47 @@ display(pd.Series(over_untrained, name=f"kNN top-1 − untrained, {transfer_sche
 transfer_pairs = [(name, "transfer_moco") for name in transfer_conditions if name != "transfer_moco"]
 display(study.differences(moved, transfer_pairs))
 above = [name for name, words in over_untrained.items() if words.endswith(": above the untrained encoder")]
-display(Markdown(f"**{transfer_schedule}:** " + (
-    f"{len(seeds)} seed(s): no claim." if len(seeds) < study.MIN_SEEDS else
-    f"{', '.join(above)} clear{'s' * (len(above) == 1)} the untrained encoder on the unseen classes."
-    if above else "no method is resolved above the untrained encoder on the unseen classes, so this "
-    "transfer task does not tell the methods apart at this budget (the untrained encoder's own kNN "
-    f"top-1 on them: {np.mean([u['knn_top1'] for u in untrained.values()]):.2f} %).")))
+apart = [f"{a} − {b}" for a, b in transfer_pairs
+         if study.paired_difference(moved, a, b).verdict() in ("better", "worse")]
+bar = (f"{', '.join(above)} clear{'s' * (len(above) == 1)} the untrained encoder on the unseen classes"
+       if above else "no method is resolved above the untrained encoder on the unseen classes (its own "
+       f"kNN top-1 on them: {np.mean([u['knn_top1'] for u in untrained.values()]):.2f} %)")
+between = ("; resolved between the methods: " + ", ".join(apart) + "." if apart else
+           "; no difference between the methods is resolved either, so this transfer task does not tell "
+           "them apart at this budget.")
+display(Markdown(f"**{transfer_schedule}:** "
+                 + (f"{len(seeds)} seed(s): no claim." if len(seeds) < study.MIN_SEEDS else bar + between)))
 
 # %% [markdown]
 # ## Can "the hardest 5 % suffice" buy compute or accuracy?
 #
 # Notebook 02 found that the hardest 5 % of the queue give nearly full accuracy. Keeping them
 # saves nothing by itself: ranking the queue needs every similarity, and the step still
-# contrasts with a full row. Four designs that could turn the finding into work saved or
-# accuracy gained (sizes as the parameters cell sets them at the cpu scale), each timed against
-# the plain step in interleaved blocks of 16 steps, so that a mined queue's refill counts once
-# a block (`cl.bench.step_costs`, also reported by `make bench`), and trained with the same
-# seeds:
+# contrasts with a full row. The designs below (sizes as the parameters cell sets them at the
+# cpu scale) are each timed against the plain step in interleaved blocks of 16 steps, so that a
+# mined queue's refill counts once a block (`cl.bench.step_costs`, also reported by
+# `make bench`), and trained with the same seeds:
 #
-# * **a small queue** (`small_queue`): MoCo with a queue of 256 keys, the previous batch's:
-#   16× fewer similarities than the plain 4096, about the least any step on 256 negatives
-#   can cost, so the gap to the plain step bounds what any design that trains on few
-#   negatives can save;
-# * **two mined queues** (`mined_nearest`, `mined_votes`; `cl.moco.MoCo.mine`): the queue grows
-#   into a bank of 16,384 older keys, and every 16 steps 256 bank keys are copied into a small
-#   queue, the only negatives the loss sees until the next refill. Which 256
+# * **mined queues** (`mined_nearest`, `mined_votes`; `cl.moco.MoCo.mine`): the queue grows into
+#   a bank of 16,384 older keys, and every 16 steps 256 bank keys are copied into a small queue,
+#   the only negatives the loss sees until the next refill. Which 256
 #   (`cl.negatives.mining_scores`): the keys nearest to some query of the batch,
 #   $\max_i q_i\cdot k$ (each query's very hardest), or the keys that the most queries count
-#   among their own hardest 5 % of the bank (the share Cai et al. find sufficient: hard for many
-#   queries at once, since every query of the next 16 steps shares them). A step contrasts with
-#   256 keys and mines 16,384 / 16 = 1,024 similarities on average: hard candidates from a large,
-#   older pool for about a third of the plain queue's similarity work. Against the small queue
-#   it is the comparison **at equal step cost** (the same 256 negatives a step, the mining
-#   apart): what choosing them by difficulty adds;
+#   among their own hardest 5 % of the bank (the share Cai et al. find sufficient; every query
+#   of the next 16 steps shares them). A step contrasts with 256 keys and mines
+#   16,384 / 16 = 1,024 similarities on average: hard candidates from a large, older pool for
+#   about a third of the plain queue's similarity work;
+# * **the same queue filled at random** (`mined_random`): 256 bank keys drawn at random every 16
+#   steps, the control of the mined queues: the same number of keys, the same age, the same
+#   refill period and mining cost, chosen without regard to difficulty. Mined − random is what
+#   choosing by difficulty adds, **at equal step cost**;
 # * **the hardest 5 % of a 4× larger bank** (`larger_bank`): the accuracy side, 4× more (and
 #   older) candidates for the same share, at a higher step cost; set against the plain queue and
-#   against notebook 02's hardest 5 % of the plain queue.
+#   against notebook 02's hardest 5 % of the plain queue;
+# * two references that use no mining: **a small queue** (`small_queue`, MoCo with 256 keys, the
+#   previous batch's, fresh every step): 16× fewer similarities than the plain 4096, so the gap
+#   to the plain step bounds what any design on 256 negatives can save; and notebook 02's
+#   **hardest 5 % of the plain queue** (`hardest_5pct`).
 #
 # A design **saves work** when its step is cheaper (the cost interval below 1) and its accuracy
 # is nearly full (the accuracy interval's lower end above −1 point), and **buys accuracy** when
@@ -195,41 +201,50 @@ display(Markdown(f"**{transfer_schedule}:** " + (
 # %%
 kept = {k: negatives.kept_count(k, "hardest", 0.05) for k in (4096, larger_bank["queue"])}
 print(f"the hardest 5 %: {kept[4096]} of 4096 keys, {kept[larger_bank['queue']]} of {larger_bank['queue']}")
-designs = {"small_queue": small_queue, "mined_nearest": mined_nearest, "mined_votes": mined_votes,
-           "hardest_5pct": {"select": "hardest", "select_fraction": 0.05},
-           "larger_bank_hardest_5pct": larger_bank}
-timed = {"train_subset": 8192, "test_subset": 256, "device": "cpu", "probe": 0}  # data for the timing only
+mined_rules = {"mined_nearest": mined_nearest, "mined_votes": mined_votes}
+mining = {**mined_rules, "larger_bank_hardest_5pct": larger_bank}  # the designs that use difficulty
+references = {"mined_random": mined_random, "small_queue": small_queue,
+              "hardest_5pct": {"select": "hardest", "select_fraction": 0.05}}
+designs = {**mining, **references}
+timed = {"train_subset": 8192, "test_subset": 256, "probe": 0}  # the timing's data, on the runs' device
 config = lambda overrides: train.Config.from_dict({**base, **overrides, **timed})
 block = mined_nearest["mine_every"]
 costs = bench.step_costs(train.Trainer(config({})),
                          {name: train.Trainer(config(overrides)) for name, overrides in designs.items()},
                          rounds=cost_rounds, steps=block)
-display(pd.DataFrame(costs, index=["median", "low", "high"]).T.round(3).rename_axis(
-    f"step time / plain step, this CPU: {cost_rounds} interleaved blocks of {block} steps, 95 % t interval"))
+display(pd.DataFrame(costs, index=["mean", "low", "high"]).T.round(3).rename_axis(
+    f"step time / plain step: {cost_rounds} interleaved blocks of {block} steps, 95 % t interval"))
 small, fewer = costs["small_queue"], 1 - small_queue["queue"] / train.Config.from_dict(base).queue
 share = (f"at least {1 - small.ratio:.1%} [{1 - small.high:.1%}, {1 - small.low:.1%}] of a step"
          if small.high < 1 else f"no share of a step resolved (a {fewer:.0%} smaller queue: "
          f"{small.ratio:.3f} [{small.low:.3f}, {small.high:.3f}]× the plain step)")
-print(f"the negatives cost {share} here, {cost_rounds} interleaved blocks of {block} steps on this CPU")
+print(f"the negatives cost {share} here, {cost_rounds} interleaved blocks of {block} steps")
 leveraged = study.run_groups([({"moco": {}, **designs}, base, seeds)], scale, NB)
 display(study.formatted(study.mean_std(leveraged)))
-mined_rules = ("mined_nearest", "mined_votes")
-display(study.differences(leveraged, [*[(name, "moco") for name in ("small_queue", *mined_rules)],
-                                      *[(name, "small_queue") for name in mined_rules],
+display(study.differences(leveraged, [*[(name, "moco") for name in ("small_queue", "mined_random",
+                                                                     *mined_rules)],
+                                      *[(name, "mined_random") for name in mined_rules],
+                                      ("mined_random", "small_queue"),
                                       ("larger_bank_hardest_5pct", "moco"),
                                       ("larger_bank_hardest_5pct", "hardest_5pct")]))
 
 # %% [markdown]
-# What the loss contrasts with, in the last step of each run: the share of its negatives that
-# are of the query's own class (false negatives), from each run's difficulty statistics
-# (`cl.negatives.difficulty_bands`), mean over seeds. A queue of random images holds about
-# one in ten. Beside it, how uniform each design leaves the embedding (the uniformity loss of
-# notebook 00, lower is more uniform), against the plain queue.
+# What the loss contrasts with, in each run's last step: the share of its negatives that are of
+# the query's own class (false negatives), from each run's difficulty statistics
+# (`cl.negatives.difficulty_bands`), mean over seeds. A queue of random images holds about one
+# in ten. For the mined queues that last step falls the number of steps printed below after a
+# refill; unless it is 0, their share is that of keys mined for an earlier batch. Beside it,
+# how uniform each design leaves the embedding (the uniformity loss of notebook 00, lower is
+# more uniform), against the plain queue.
 
 # %%
 same_class = {name: np.mean([analysis.same_class_share(r) for r in records])
               for name, records in leveraged.items()}
 display(pd.Series(same_class, name="same-class share of the negatives, last step").round(3).to_frame())
+plain = train.Config.from_dict(base)
+steps_per_epoch = len(train.datasets(plain)[0]) // plain.batch_size
+print(f"the last step of an epoch is {(steps_per_epoch - 1) % block} steps after a mined queue's last refill "
+      f"({steps_per_epoch} steps an epoch, a refill every {block})")
 uniformity = {name: study.paired_difference(leveraged, name, "moco", metric="uniformity")
               for name in designs}
 display(Markdown("**Against the plain queue (same-class share "
@@ -253,15 +268,23 @@ def leverage(name):
 
 
 verdicts = {name: leverage(name) for name in designs}
-helpful = [name for name, words in verdicts.items() if words.startswith(("buys", "saves"))]
+helps = lambda names: [name for name in names if verdicts[name].startswith(("buys", "saves"))]
 display(pd.Series(verdicts, name=f"kNN top-1 − plain queue, {schedule}").to_frame())
-equal_cost = {name: study.paired_difference(leveraged, name, "small_queue") for name in mined_rules}
-display(Markdown(f"**{schedule}:** at equal step cost, against the small queue: "
-                 + "; ".join(f"{name} {d.text()} ({d.verdict()})" for name, d in equal_cost.items()) + ". "
-                 + (f"{len(seeds)} seed(s): no claim." if len(seeds) < study.MIN_SEEDS else
-                    f"Of the designs, {', '.join(helpful)} help{'s' * (len(helpful) == 1)}."
-                    if helpful else "None of the designs helps: none is both cheaper and nearly as "
-                    "accurate, and none is more accurate than the plain queue.")))
+difficulty = {name: study.paired_difference(leveraged, name, "mined_random") for name in mined_rules}
+costs_said = ", ".join(f"{name} {costs[name].ratio:.2f}×" for name in ("mined_random", *mined_rules))
+enough = len(seeds) >= study.MIN_SEEDS
+display(Markdown(
+    f"**{schedule}:** at equal step cost (measured: {costs_said} the plain step), mined − the randomly "
+    "filled queue: " + "; ".join(f"{name} {d.text()} ({d.verdict()})" for name, d in difficulty.items())
+    + ". "
+    + (f"{len(seeds)} seed(s): no claim." if not enough else
+       f"Of the designs that use difficulty, {', '.join(helps(mining))} "
+       f"help{'s' * (len(helps(mining)) == 1)}."
+       if helps(mining) else "None of the designs that use difficulty helps: none is both cheaper and nearly "
+       "as accurate, and none is more accurate than the plain queue.")
+    + ("" if not enough else f" Of the references without difficulty, {', '.join(helps(references))} "
+       f"help{'s' * (len(helps(references)) == 1)}." if helps(references) else
+       " No reference without difficulty helps either.")))
 
 # %% [markdown]
 # ## Every method side by side
@@ -270,7 +293,7 @@ display(Markdown(f"**{schedule}:** at equal step cost, against the small queue: 
 # empty for one-seed points, which claim nothing), with its setting and the training minutes.
 # Those minutes are each run's own clock while another run trained beside it (and, for some
 # runs, while other work shared the machine): a rough cost. The step costs measured side by
-# side, step by step, are `make bench`'s and the table of the section above.
+# side in interleaved blocks are `make bench`'s and the table of the section above.
 
 # %%
 everything = study.finished_results(scale)
@@ -326,8 +349,8 @@ answers = {
         f"{fewer:.0%} fewer negatives save {share.removeprefix('at least ')}; keeping the hardest 5 % costs "
         f"{costs['hardest_5pct'].ratio:.2f}× the plain step; against the plain queue, the small queue "
         f"{verdicts['small_queue']}; the queue mined by nearest keys {verdicts['mined_nearest']}; "
-        f"by votes {verdicts['mined_votes']}; the hardest 5 % of a 4× larger bank "
-        f"{verdicts['larger_bank_hardest_5pct']}.",
+        f"by votes {verdicts['mined_votes']}; filled at random (their control) {verdicts['mined_random']}; "
+        f"the hardest 5 % of a 4× larger bank {verdicts['larger_bank_hardest_5pct']}.",
     "Does the 0.1 % threshold carry over to 10 classes? ([02](02_which_negatives_matter.ipynb))":
         f"removing the hardest 0.1 %: {said('drop_hardest_0.1pct', 'moco')}; the class-prior analogue, "
         f"the hardest 10 %: {said('drop_hardest_10pct', 'moco')}; the same-class oracle: "

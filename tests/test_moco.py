@@ -127,7 +127,7 @@ def test_batch_pairs_is_the_simclr_source():
     assert neg_labels[0].tolist() == [1, 2, 1, 2]
 
 
-def _worker(rank, world, init_file, out_dir):
+def _worker(rank, world, init_file, out_dir, overrides):
     import torch.distributed as dist
 
     from cl.progress import RunProgress
@@ -135,15 +135,17 @@ def _worker(rank, world, init_file, out_dir):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cfg = Config.from_dict(dict(train_subset=256, test_subset=64, width=4, hidden=16, dim=8, queue=256,
-                                batch_size=32, epochs=1, device="cpu", monitor_bank=64, seed=3))
+                                batch_size=32, epochs=1, device="cpu", monitor_bank=64, seed=3, **overrides))
     trainer = Trainer(cfg)
     trainer.train_epoch(0, RunProgress("ddp", 1, len(trainer.train_set) // cfg.batch_size, 0, enabled=False))
     torch.save({"model": trainer.model_state()}, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
 
-def test_two_processes_hold_identical_queues_and_weights(tmp_path):
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("overrides", [{}, {"mined_queue": 32, "mine_every": 2, "mine_rule": "random"}],
+                         ids=["queue", "mined queue"])
+def test_two_processes_hold_identical_queues_and_weights(tmp_path, overrides):
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path), overrides), nprocs=2, join=True)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
@@ -151,6 +153,7 @@ def test_two_processes_hold_identical_queues_and_weights(tmp_path):
     # the official MoCo); weights, the queue and its labels must agree exactly.
     shared = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert any(k.startswith("encoder_k.") for k in shared) and "queue" in shared
+    assert ("mined_keys" in shared) == bool(overrides)
     for key in shared:
         torch.testing.assert_close(a[key], b[key], msg=f"ranks differ in {key}")
     # 8 steps of 32 keys gathered from both ranks filled the 256-slot queue: no initial noise left

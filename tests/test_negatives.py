@@ -422,3 +422,9 @@ def test_mining_ranks_by_the_nearest_query_or_by_the_votes_of_every_querys_harde
     assert votes.argsort(descending=True).tolist() == [1, 4, 2, 0, 5, 3]
     with pytest.raises(ValueError, match="mining rule must be one of"):
         mining_scores(sim, "furthest")
+
+
+def test_random_mining_is_the_seeded_control():
+    sim = torch.randn(4, 50)
+    draw = lambda seed: mining_scores(sim, "random", generator=torch.Generator().manual_seed(seed))
+    assert draw(0).shape == (50,) and torch.equal(draw(0), draw(0)) and not torch.equal(draw(0), draw(1))

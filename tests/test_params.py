@@ -10,7 +10,7 @@ from cl.train import Config, Trainer
 
 # keys of a notebook's parameters that hold cl.train.Config overrides (one dict, or a dict of dicts)
 OVERRIDES = ("paper_setting", "mochi", "mochi_large", "baseline", "transfer", "larger_bank", "small_queue",
-             "mined_nearest", "mined_votes")
+             "mined_nearest", "mined_votes", "mined_random")
 NAMED_OVERRIDES = ("variants", "positives")
 
 

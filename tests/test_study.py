@@ -146,8 +146,8 @@ def test_the_setting_names_a_temperature_only_where_there_are_negatives():
     row = {"queue": 4096, "batch_size": 256, "t": 0.5, "optimizer": "adam", "lr": 0.001, "precision": "bf16"}
     queue = {**row, "source": "queue", "loss": "info_nce"}
     assert study.setting(queue) == "queue K=4096, t=0.5, adam lr 0.001"
-    assert study.setting({**queue, "mined_queue": 256, "mine_every": 16}) == \
-        "queue K=4096, 256 mined every 16 steps, t=0.5, adam lr 0.001"
+    assert study.setting({**queue, "mined_queue": 256, "mine_every": 16, "mine_rule": "votes"}) == \
+        "queue K=4096, 256 mined every 16 steps (votes), t=0.5, adam lr 0.001"
     assert study.setting({**row, "source": "batch", "loss": "debiased"}) == \
         "in-batch 2B−2, B=256, t=0.5, adam lr 0.001"
     assert study.setting({**row, "source": "none", "loss": "byol", "precision": "fp32"}) == \

@@ -38,6 +38,7 @@ def test_wrong_type_fails(key, value):
     (dict(mined_queue=256, source="batch"), "a mined queue refills MoCo's negatives"),
     (dict(mined_queue=256, mochi_n=8, mochi_s=4), "a mined queue refills MoCo's negatives"),
     (dict(mined_queue=256, mine_every=0), r"mine_every must be in \[1, inf\)"),
+    (dict(mine_rule="votes"), "apply to a mined queue only"),
 ])
 def test_impossible_values_fail_with_the_reason(overrides, reason):
     with pytest.raises(ConfigError, match=reason):
