@@ -243,8 +243,9 @@ same_class = {name: np.mean([analysis.same_class_share(r) for r in records])
 display(pd.Series(same_class, name="same-class share of the negatives, last step").round(3).to_frame())
 plain = train.Config.from_dict(base)
 steps_per_epoch = len(train.datasets(plain)[0]) // plain.batch_size
-print(f"the last step of an epoch is {(steps_per_epoch - 1) % block} steps after a mined queue's last refill "
-      f"({steps_per_epoch} steps an epoch, a refill every {block})")
+last_step = plain.epochs * steps_per_epoch - 1  # counted from 0 as MoCo.steps is: refills where % block == 0
+print(f"a run's last step is {last_step % block} steps after a mined queue's last refill "
+      f"({plain.epochs} epochs of {steps_per_epoch} steps, a refill every {block})")
 uniformity = {name: study.paired_difference(leveraged, name, "moco", metric="uniformity")
               for name in designs}
 display(Markdown("**Against the plain queue (same-class share "
@@ -346,7 +347,7 @@ answers = {
         f"only the hardest 5 % − all: {said('hardest_5pct', 'moco')}; "
         f"removing the hardest 5 %: {said('drop_hardest_5pct', 'moco')}.",
     "Can the hardest 5 % buy compute or accuracy? (this notebook)":
-        f"{fewer:.0%} fewer negatives save {share.removeprefix('at least ')}; keeping the hardest 5 % costs "
+        f"the negatives cost {share}; keeping the hardest 5 % costs "
         f"{costs['hardest_5pct'].ratio:.2f}× the plain step; against the plain queue, the small queue "
         f"{verdicts['small_queue']}; the queue mined by nearest keys {verdicts['mined_nearest']}; "
         f"by votes {verdicts['mined_votes']}; filled at random (their control) {verdicts['mined_random']}; "
