@@ -257,13 +257,16 @@ class Difference:
         """Whether the comparison may carry a claim: at least ``MIN_SEEDS`` seeds on each side."""
         return self.seeds >= MIN_SEEDS
 
-    def verdict(self, better: str = "better", worse: str = "worse",
+    def verdict(self, better: str | None = None, worse: str | None = None,
                 same: str = "no difference resolved at this budget") -> str:
         """The word the interval allows: ``better`` when it lies above 0, ``worse`` below 0,
-        ``same`` when it contains 0; a comparison of fewer than MIN_SEEDS seeds claims nothing."""
+        ``same`` when it contains 0; a comparison of fewer than MIN_SEEDS seeds claims nothing.
+        The words default to the metric's (``VERDICT_WORDS``: a lower distance is better)."""
         if not self.claims:
             return f"{self.seeds} seed{'s' * (self.seeds != 1)}, no claim"
-        return better if self.low > 0 else worse if self.high < 0 else same
+        above, below = VERDICT_WORDS.get(self.metric, ("better", "worse"))
+        above, below = above if better is None else better, below if worse is None else worse
+        return above if self.low > 0 else below if self.high < 0 else same
 
     def at_least(self, margin: float) -> bool:
         """True when the interval's lower end is above ``margin`` (``-1``: "nearly as good",
@@ -334,7 +337,7 @@ def differences(results: dict[str, list[dict]], pairs: list[tuple[str, str]],
         for m in metrics:
             d = paired_difference(results, a, b, m)
             row[f"{m} difference"] = str(d)
-            row[f"{m} verdict"] = d.verdict(*VERDICT_WORDS.get(m, ("better", "worse")))
+            row[f"{m} verdict"] = d.verdict()
         rows.append(row)
     return pd.DataFrame(rows).set_index("comparison")
 

@@ -57,7 +57,8 @@ NB = notebook.start(scale=scale, base=base, seeds=seeds, positives=positives, co
                     mined_nearest=mined_nearest, mined_votes=mined_votes, mined_random=mined_random,
                     cost_rounds=cost_rounds,
                     check_claims=check_claims)
-epochs = train.Config.from_dict(base).epochs
+plain = train.Config.from_dict(base)  # the comparison condition's config
+epochs = plain.epochs
 schedule = f"at {epochs} epochs"
 
 # %% [markdown]
@@ -214,7 +215,7 @@ costs = bench.step_costs(train.Trainer(config({})),
                          rounds=cost_rounds, steps=block)
 display(pd.DataFrame(costs, index=["mean", "low", "high"]).T.round(3).rename_axis(
     f"step time / plain step: {cost_rounds} interleaved blocks of {block} steps, 95 % t interval"))
-small, fewer = costs["small_queue"], 1 - small_queue["queue"] / train.Config.from_dict(base).queue
+small, fewer = costs["small_queue"], 1 - small_queue["queue"] / plain.queue
 share = (f"at least {1 - small.ratio:.1%} [{1 - small.high:.1%}, {1 - small.low:.1%}] of a step"
          if small.high < 1 else f"no share of a step resolved (a {fewer:.0%} smaller queue: "
          f"{small.ratio:.3f} [{small.low:.3f}, {small.high:.3f}]× the plain step)")
@@ -241,7 +242,6 @@ display(study.differences(leveraged, [*[(name, "moco") for name in ("small_queue
 same_class = {name: np.mean([analysis.same_class_share(r) for r in records])
               for name, records in leveraged.items()}
 display(pd.Series(same_class, name="same-class share of the negatives, last step").round(3).to_frame())
-plain = train.Config.from_dict(base)
 steps_per_epoch = len(train.datasets(plain)[0]) // plain.batch_size
 last_step = plain.epochs * steps_per_epoch - 1  # counted from 0 as MoCo.steps is: refills where % block == 0
 print(f"a run's last step is {last_step % block} steps after a mined queue's last refill "
@@ -251,7 +251,7 @@ uniformity = {name: study.paired_difference(leveraged, name, "moco", metric="uni
 display(Markdown("**Against the plain queue (same-class share "
                  f"{same_class['moco']:.3f}), {schedule}:** " + "; ".join(
                      f"{name}: same-class share {same_class[name]:.3f}, uniformity loss {d.text(3)} "
-                     f"({d.verdict(*study.VERDICT_WORDS['uniformity'])})" for name, d in uniformity.items())))
+                     f"({d.verdict()})" for name, d in uniformity.items())))
 
 # %%
 def leverage(name):

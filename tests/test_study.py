@@ -121,6 +121,9 @@ def test_geometry_differences_are_worded_the_way_they_are_better():
     assert table.loc["a − b", "alignment verdict"] == "lower (better)"
     assert table.loc["a − b", "uniformity verdict"] == "higher (worse)"
     assert table.loc["b − a", "alignment verdict"] == "higher (worse)"
+    # a single Difference words itself by its metric too, unless the caller names the words
+    d = study.paired_difference(results, "a", "b", metric="uniformity")
+    assert d.verdict() == "higher (worse)" and d.verdict(better="less uniform") == "less uniform"
 
 
 def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_path, monkeypatch):
