@@ -33,7 +33,7 @@ $(STAMP): requirements.txt
 # the cl package, installed in editable mode: notebooks and scripts import it from anywhere, and
 # an edit of cl/ takes effect at once. A clone of its own installs itself (the venv is shared).
 editable: env
-	@$(PY) -c "import cl, pathlib, sys; sys.exit(pathlib.Path(cl.__file__).parent != pathlib.Path('cl').resolve())" \
+	@env -u PYTHONPATH $(PY) -c "import cl, pathlib, sys; sys.exit(pathlib.Path(cl.__file__).parent != pathlib.Path('cl').resolve())" \
 	  2>/dev/null || $(PY) -m pip install --quiet --no-deps --no-build-isolation -e . > /dev/null 2>&1 || { \
 	  echo "error: pip could not install the cl package in editable mode (pip install -e .) into $(VENV)."; exit 1; }
 
@@ -57,7 +57,7 @@ lab: setup notebooks
 test: setup
 	rm -rf runs/smoke
 	$(PY) -m cl.study prepare --scale smoke
-	$(PY) -m pytest --nbval-lax -p no:cacheprovider tests runs/smoke/notebooks/*.ipynb
+	$(PY) -m pytest --nbval-lax -p no:cacheprovider tests runs/smoke/notebooks/*.ipynb tests/smoke_identities_check.py
 
 lint: editable
 	$(PY) -m ruff check cl tests notebooks

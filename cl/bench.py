@@ -22,6 +22,7 @@ ratios do not depend on when each was measured.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -29,15 +30,16 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2 as T
 
+import cl
 from cl import augment, negatives, objectives, pool
-from cl.study import RUNS, t_interval
-from cl.train import Config, Trainer
+from cl.config import Config
+from cl.stats import Interval, t_interval
+from cl.train import Trainer
 
 BASE = dict(train_subset=8192, test_subset=256, device="cpu", queue=4096, batch_size=256)
 STRATEGIES = {
@@ -89,7 +91,7 @@ def _stepper(trainer: Trainer):
     g = torch.Generator().manual_seed(0)
     n = len(trainer.train_set)
     batch = lambda: torch.randint(n, (trainer.cfg.batch_size,), generator=g)
-    return lambda: trainer.train_step(batch(), progress=10**6)
+    return lambda: trainer.train_step(batch(), 10**6)  # far into the run: every warm-up is over
 
 
 def step_seconds(trainer: Trainer, steps: int, warmup: int = 2) -> float:
@@ -97,18 +99,11 @@ def step_seconds(trainer: Trainer, steps: int, warmup: int = 2) -> float:
     return _median_seconds(_stepper(trainer), steps, warmup)
 
 
-class Cost(NamedTuple):
-    """A step's time over the plain step's: the mean of the per-round ratios and its 95 % t
-    interval (NaN below 3 rounds)."""
-    ratio: float
-    low: float
-    high: float
-
-
 def step_costs(base: Trainer, others: dict[str, Trainer], rounds: int, steps: int = 1,
-               warmup: int = 1) -> dict[str, Cost]:
+               warmup: int = 1) -> dict[str, Interval]:
     """Each trainer's time for ``steps`` training steps in a row over ``base``'s, timed interleaved
-    ``rounds`` times. A round's ratio pairs the two timings of that round (one slow spell slows
+    ``rounds`` times: the mean of the per-round ratios and its 95 % t interval (``stats.Interval``).
+    A round's ratio pairs the two timings of that round (one slow spell slows
     both); ``steps`` spans the period of any periodic work (a mined queue's refill every
     ``mine_every`` steps), so that every round holds it once and the ratio is the amortised cost."""
     def block(trainer):
@@ -120,7 +115,7 @@ def step_costs(base: Trainer, others: dict[str, Trainer], rounds: int, steps: in
     costs = {}
     for name, seconds in times.items():
         ratios = [a / b for a, b in zip(seconds, plain)]
-        costs[name] = Cost(*t_interval(ratios))
+        costs[name] = t_interval(ratios)
     return costs
 
 
@@ -159,7 +154,7 @@ def dataloader_stepper(trainer: Trainer, workers: int):
     def one():
         x1, x2, labels, idx = next(batches)
         x1, x2 = (v.to(trainer.device, memory_format=torch.channels_last) for v in (x1, x2))
-        trainer.step(trainer, x1, x2, labels.to(trainer.device), idx.to(trainer.device), progress=10**6)
+        trainer.step(x1, x2, labels.to(trainer.device), idx.to(trainer.device), 10**6)
     return one
 
 
@@ -202,7 +197,7 @@ def main():
     # the default bf16 encoder against float32, interleaved step by step
     fp32_trainer = Trainer(Config.from_dict({**BASE, "precision": "fp32"}))
     fp32 = step_costs(cnn, {"fp32": fp32_trainer}, rounds=20, warmup=3)["fp32"]
-    report["bf16_speedup_over_fp32"] = fp32.ratio
+    report["bf16_speedup_over_fp32"] = fp32.mean
     resnet_cfg = {**BASE, "arch": "resnet18", "batch_size": 64}
     resnet = Trainer(Config.from_dict(resnet_cfg))
     report["resnet18_step_images_per_second"] = 64 / step_seconds(resnet, steps=3, warmup=1)
@@ -222,13 +217,13 @@ def main():
                   for name, overrides in STRATEGIES.items()}
     plain_moco = Trainer(Config.from_dict(BASE))
     # blocks of 16 steps: a mined queue's refill period, so its mining is counted once a block
-    report["strategy_cost_over_plain_moco"] = {name: cost._asdict() for name, cost in
+    report["strategy_cost_over_plain_moco"] = {name: dataclasses.asdict(cost) for name, cost in
                                                step_costs(plain_moco, strategies, rounds=8, steps=16).items()}
     report["pool_speedup_two_runs"] = pool_speedup()
     print(json.dumps(report, indent=1))
-    RUNS.mkdir(exist_ok=True)
-    (RUNS / "bench.json").write_text(json.dumps(report, indent=1))
-    print(f"written to {RUNS / 'bench.json'}")
+    cl.RUNS.mkdir(exist_ok=True)
+    (cl.RUNS / "bench.json").write_text(json.dumps(report, indent=1))
+    print(f"written to {cl.RUNS / 'bench.json'}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cl import ROOT, semantics, system
+from cl import ROOT, cli, semantics, system
 from cl.cli import UserError
 
 FASHION_MNIST_CLASSES = [
@@ -422,17 +422,17 @@ def load(name: str, split: str, root=None, device="cpu", image_size: int | None 
 
 def main(argv=None) -> int:
     """``python -m cl.data fetch [--root DIR]``: fetch Fashion-MNIST; exit 1 with the reason on failure."""
+    return cli.run_main(_main, argv)
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(prog="python -m cl.data", description="Fetch the embedded data set.")
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help="make Fashion-MNIST available (see fetch_fashion_mnist)")
     fetch.add_argument("--root", type=Path, default=None,
                        help="data directory (default: $NEGATIVES_DATA or <repo>/data)")
     args = parser.parse_args(argv)
-    try:
-        print(fetch_fashion_mnist(args.root))
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    print(fetch_fashion_mnist(args.root))
     return 0
 
 

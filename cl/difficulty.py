@@ -6,10 +6,10 @@ contrastive instance discrimination?": a fixed probe set of P images embedded by
 every other one its negative; the difficulty of negative j for query i is their cosine similarity
 z_i · z_j (higher = harder).
 
-- ``difficulty_percentiles``: that difficulty as a percentile among each query's own negatives,
+- ``percentiles``: that difficulty as a percentile among each query's own negatives,
   (P, P) with a NaN diagonal (a query is not its own negative). Every other function takes such a
   matrix, or any (P, P) matrix whose missing entries are NaN.
-- ``class_pair_difficulty``, ``semantic_levels``, ``difficulty_semantic_correlation`` and
+- ``class_pair_difficulty``, ``semantic_levels``, ``semantic_correlation`` and
   ``ranked_class_pairs``: difficulty by class pair, against the semantic similarity S (C, C) of the
   classes (``cl.semantics.similarity_matrix``). The C(C − 1)/2 unordered class pairs (45 for
   Fashion-MNIST) are the unit of analysis for semantic questions.
@@ -43,7 +43,7 @@ class Correlation(NamedTuple):
     n_pairs: int
 
 
-def difficulty_percentiles(z: torch.Tensor) -> torch.Tensor:
+def percentiles(z: torch.Tensor) -> torch.Tensor:
     """Percentile of each probe image among each query's negatives, (P, P) float64, diagonal NaN.
 
     With s_ij = z_i · z_j and the n = P − 1 negatives j ≠ i of query i:
@@ -120,7 +120,7 @@ def semantic_levels(percentiles: torch.Tensor, labels: torch.Tensor,
     return {name: part for name, part in zip(names, parts) if part.numel()}
 
 
-def difficulty_semantic_correlation(pair_difficulty: torch.Tensor,
+def semantic_correlation(pair_difficulty: torch.Tensor,
                                     class_similarity: torch.Tensor) -> Correlation:
     """Spearman's ρ between difficulty and semantic similarity over the unordered class pairs a < b:
 

@@ -80,6 +80,29 @@ class Pair(NamedTuple):
     neg: torch.Tensor
 
 
+def queue_problem(queue: int, batch_size: int, symmetric: bool) -> str | None:
+    """What keeps a queue of ``queue`` keys from running, if anything: a step must not overwrite its
+    own keys (all processes' keys, ``batch_size`` in all, twice when ``symmetric``, enter it together)."""
+    keys_per_step = batch_size * (2 if symmetric else 1)
+    if queue < keys_per_step:
+        return (f"queue={queue} is smaller than the {keys_per_step} keys enqueued per step "
+                f"(batch_size{' × 2 views (symmetric)' if symmetric else ''}): "
+                "a step would overwrite its own keys")
+    return None
+
+
+def mined_problem(mined: int, queue: int, source: str, mixing: bool) -> str | None:
+    """What keeps a mined queue of ``mined`` keys (``MoCo.mine``) from running, if anything: it refills
+    MoCo's negatives from the queue, so it needs the queue source, no MoCHi, and a bank at least its size."""
+    if not mined:
+        return None
+    if source != "queue" or mixing:
+        return "a mined queue refills MoCo's negatives: use source='queue' and no MoCHi"
+    if mined > queue:
+        return f"mined_queue={mined} exceeds the bank it is mined from (queue={queue})"
+    return None
+
+
 class MoCo(nn.Module):
     """Query encoder, momentum key encoder and a labelled FIFO queue of keys (notebook 01)."""
 

@@ -15,14 +15,11 @@ docs/design.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
 from cl import losses
-
-if TYPE_CHECKING:
-    from cl.train import Config
 
 SOURCES = ("queue", "batch", "none")  # none: no negatives at all (SimSiam, BYOL)
 
@@ -40,11 +37,11 @@ class Similarities(NamedTuple):
 @dataclass(frozen=True)
 class Objective:
     """A loss and what it needs from the step."""
-    loss: Callable[[Config, Similarities], torch.Tensor]
+    loss: Callable[[Any, Similarities], torch.Tensor]  # (the run's cl.config.Config, the step's similarities)
     sources: tuple[str, ...] = ("queue", "batch")  # where its negatives may come from
     row: bool = True  # reads the row of negatives: selections and MoCHi apply to it
     # (cfg, pos, neg) -> (B,) bool: the rows where the estimator sits at its floor (DCL, HCL)
-    clamp: Callable[[Config, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    clamp: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     # model parts beyond the encoder: "predictor" (SimSiam, BYOL), "momentum_target" (BYOL)
     parts: tuple[str, ...] = ()
 
@@ -78,3 +75,17 @@ def get(name: str) -> Objective:
         return OBJECTIVES[name]
     except KeyError:
         raise KeyError(f"no objective {name!r}: registered are {', '.join(OBJECTIVES)}") from None
+
+
+def config_problem(loss: str, source: str, select: str, mixing: bool) -> str | None:
+    """What keeps objective ``loss`` from running, if anything: its negatives must come from a
+    ``source`` it accepts, and only an objective that reads a row of negatives can have them
+    selected (``select``) or MoCHi's appended (``mixing``)."""
+    objective = get(loss)
+    if source not in objective.sources:
+        return (f"{loss} takes its negatives from {' or '.join(objective.sources)}: "
+                f"use source='{objective.sources[0]}'")
+    if not objective.row and (select != "all" or mixing):
+        return (f"{loss} has no row of negatives to select from or append to: "
+                "use select='all' and no MoCHi")
+    return None

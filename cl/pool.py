@@ -23,11 +23,13 @@ from pathlib import Path
 import yaml
 
 from cl import cli, progress, train
+from cl.config import Config
+from cl.run_folder import finished_run
 
 ENV = "NEGATIVES_WORKERS"
 
 
-def workers(cfg: train.Config) -> int:
+def workers(cfg: Config) -> int:
     """How many runs of ``cfg``'s kind train at once: ``NEGATIVES_WORKERS`` if set, else 2 on a CPU
     with at least 2 cores (one per run's threads), else 1."""
     given = os.environ.get(ENV, "")
@@ -40,24 +42,24 @@ def workers(cfg: train.Config) -> int:
     return 2 if on_cpu and (os.cpu_count() or 1) >= 2 else 1
 
 
-def train_all(jobs: list[tuple[train.Config, Path]], notebook: str | None = None,
+def train_all(jobs: list[tuple[Config, Path]], notebook: str | None = None,
               methods: list[str] | None = None) -> list[dict]:
     """Train (or reuse) every ``(config, run folder)`` job; their metrics.json contents, in order."""
     methods = methods or [cfg.loss for cfg, _ in jobs]
     for cfg, _ in jobs:
         cfg.validate()
-    todo = [i for i, (cfg, run_dir) in enumerate(jobs) if train.finished_run(cfg, Path(run_dir)) is None]
+    todo = [i for i, (cfg, run_dir) in enumerate(jobs) if finished_run(cfg, Path(run_dir)) is None]
     width = min(workers(jobs[todo[0]][0]), len(todo)) if todo else 1
     if width == 1:
         return [train.run(cfg, run_dir, notebook=notebook, method=method)
                 for (cfg, run_dir), method in zip(jobs, methods)]
     _in_processes([(i, jobs[i][0], Path(jobs[i][1]).resolve(), methods[i]) for i in todo], notebook, width)
-    return [train.finished_run(cfg, Path(run_dir)) if i in todo
+    return [finished_run(cfg, Path(run_dir)) if i in todo
             else train.run(cfg, run_dir, notebook, methods[i])  # says it reuses the run
             for i, (cfg, run_dir) in enumerate(jobs)]
 
 
-def _in_processes(jobs: list[tuple[int, train.Config, Path, str]], notebook: str | None, width: int) -> None:
+def _in_processes(jobs: list[tuple[int, Config, Path, str]], notebook: str | None, width: int) -> None:
     """Train ``jobs`` (index, config, run folder, method) as ``width`` processes at a time."""
     threads = max(1, (os.cpu_count() or 1) // width)
     pending, running, failures = list(jobs), [], []
@@ -130,7 +132,7 @@ def _free_slot(running: list[_Job], width: int) -> int:
     return next(slot for slot in range(width) if slot not in used)
 
 
-def _start(index: int, cfg: train.Config, run_dir: Path, method: str, notebook: str | None, tmp: Path,
+def _start(index: int, cfg: Config, run_dir: Path, method: str, notebook: str | None, tmp: Path,
            threads: int, tracked: str | None, slot: int) -> _Job:
     config = tmp / f"{index}.yaml"
     config.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

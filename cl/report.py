@@ -8,7 +8,7 @@ newer package version is copied again.
 
 ``runs/report.html`` (cpu; ``runs/<scale>/report.html`` for the other scales, beside
 ``summary.csv``) is one page: every notebook of the study with a link to its executed HTML and
-its minutes (or "not executed yet"), the results table of ``cl.study.results_table`` and the
+its minutes (or "not executed yet"), the results table of ``cl.summary.results_table`` and the
 key plots, embedded so that the page stands alone. A notebook's key plots are the figures of its
 cells tagged ``report``; a notebook without such a cell gives its last figure.
 """
@@ -23,8 +23,15 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from cl import study
+import jupytext
+import nbformat
+from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+import cl
+from cl import summary
 from cl.cli import UserError
+from cl.parameters import notebooks
 
 MATHJAX_PACKAGE = "jupyter_server_mathjax"
 # left out of the copy: translations of the menu (English is built in) and the SVG output's
@@ -51,7 +58,7 @@ img { max-width: 100%; display: block; margin: 0.5em 0; }
 
 def mathjax_dir() -> Path:
     """Where the offline MathJax lives: ``runs/mathjax/``, shared by every scale."""
-    return study.RUNS / "mathjax"
+    return cl.RUNS / "mathjax"
 
 
 def install_mathjax() -> Path:
@@ -95,7 +102,6 @@ def mathjax_url(page: Path) -> str:
 
 def export_html(ipynb: Path, page: Path) -> Path:
     """Export an executed notebook to the HTML file ``page``, its equations typeset by the offline MathJax."""
-    from nbconvert import HTMLExporter
     body, _ = HTMLExporter(mathjax_url=mathjax_url(page)).from_filename(str(ipynb))
     page.write_text(body)
     return page
@@ -103,12 +109,11 @@ def export_html(ipynb: Path, page: Path) -> Path:
 
 def report_path(scale: str) -> Path:
     """``runs/report.html`` for the cpu scale, ``runs/<scale>/report.html`` for the others, as summary.csv."""
-    return study.RUNS / "report.html" if scale == "cpu" else study.RUNS / scale / "report.html"
+    return cl.RUNS / "report.html" if scale == "cpu" else cl.RUNS / scale / "report.html"
 
 
 def key_figures(ipynb: Path) -> list[str]:
     """The base64 PNG figures of a notebook's cells tagged REPORT_TAG; with none tagged, its last figure."""
-    import nbformat
     cells = nbformat.read(ipynb, as_version=4).cells
     tagged = [cell for cell in cells if REPORT_TAG in cell.metadata.get("tags", [])]
     figures = ["".join(output["data"]["image/png"].split()) for cell in (tagged or cells)
@@ -118,14 +123,12 @@ def key_figures(ipynb: Path) -> list[str]:
 
 def failed(ipynb: Path) -> bool:
     """Whether a cell of the executed notebook raised an error."""
-    import nbformat
     cells = nbformat.read(ipynb, as_version=4).cells
     return any(output.get("output_type") == "error" for cell in cells for output in cell.get("outputs", []))
 
 
 def title(py: Path) -> str:
     """A notebook's title: the first heading of its first Markdown cell."""
-    import jupytext
     markdown = next((cell.source for cell in jupytext.read(py).cells if cell.cell_type == "markdown"), "")
     return next((line.lstrip("#").strip() for line in markdown.splitlines() if line.startswith("#")), py.stem)
 
@@ -134,10 +137,10 @@ def write_report(scale: str) -> Path:
     """Write the scale's report (see the module's docstring); the path written."""
     path = report_path(scale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pages = {py.stem: study.RUNS / scale / "notebooks" / f"{py.stem}.html" for py in study.notebooks()}
+    pages = {py.stem: cl.RUNS / scale / "notebooks" / f"{py.stem}.html" for py in notebooks()}
     executed = {name: page for name, page in pages.items() if page.exists()}
-    summary = path.parent / "summary.csv"
-    rows = f" One row per training run: {_link(path, summary, summary.name)}." if summary.exists() else ""
+    table = path.parent / "summary.csv"
+    rows = f" One row per training run: {_link(path, table, table.name)}." if table.exists() else ""
     body = [f"<h1>The negatives study at the {scale} scale</h1>",
             f"<p>Written {time.strftime('%Y-%m-%d %H:%M')}.{rows}</p>",
             "<h2>Notebooks</h2>", _notebooks_table(scale, path, executed),
@@ -149,9 +152,9 @@ def write_report(scale: str) -> Path:
 
 def _notebooks_table(scale: str, report: Path, executed: dict[str, Path]) -> str:
     """A row per notebook of the study: its executed HTML (or why there is none), title and minutes."""
-    minutes = study.recorded_minutes(scale)
+    minutes = summary.recorded_minutes(scale)
     rows = []
-    for py in study.notebooks():
+    for py in notebooks():
         page = executed.get(py.stem)
         if page is None:
             state = '<span class="missing">not executed yet</span>'
@@ -168,9 +171,8 @@ def _notebooks_table(scale: str, report: Path, executed: dict[str, Path]) -> str
 
 
 def _results(scale: str) -> str:
-    """``cl.study.results_table`` (the README's tables) as HTML."""
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
-    return markdown2html_mistune(study.results_table(scale))
+    """``cl.summary.results_table`` (the README's tables) as HTML."""
+    return markdown2html_mistune(summary.results_table(scale))
 
 
 def _figures(report: Path, page: Path) -> str:

@@ -37,7 +37,8 @@ from nltk.corpus.reader import CorpusReader, WordNetCorpusReader
 from nltk.corpus.reader.wordnet import Synset
 from nltk.corpus.util import LazyCorpusLoader
 
-from cl import ROOT, system
+from cl import ROOT, cli, system
+from cl.cli import UserError
 
 WNID = re.compile(r"n\d{8}")  # an ImageNet class: a WordNet noun synset's offset
 
@@ -219,7 +220,7 @@ READER_FILES = WordNetCorpusReader._FILES
 DEBIAN_FILES = tuple(name for name in READER_FILES if name != "lexnames")
 
 
-class WordNetError(RuntimeError):
+class WordNetError(UserError, RuntimeError):
     """WordNet cannot be made available, does not load, or has no synset for a class or id.
 
     The message says what to do.
@@ -468,17 +469,17 @@ def similarity_matrix(synsets: Sequence[Synset], measure: str) -> torch.Tensor:
 
 def main(argv=None) -> int:
     """``python -m cl.semantics fetch [--dir DIR]``: set up WordNet; exit 1 with the reason on failure."""
+    return cli.run_main(_main, argv)
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(prog="python -m cl.semantics", description="Set up WordNet for NLTK.")
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help="make WordNet loadable (see ensure_wordnet)")
     fetch.add_argument("--dir", type=Path, default=None,
                        help="NLTK data directory (default: $NEGATIVES_NLTK_DATA or <repo>/nltk_data)")
     args = parser.parse_args(argv)
-    try:
-        print(wordnet(args.dir).root)
-    except WordNetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    print(wordnet(args.dir).root)
     return 0
 
 

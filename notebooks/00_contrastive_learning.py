@@ -27,10 +27,13 @@
 # 2. the InfoNCE loss and *where its gradient goes* — the question the rest of the study asks,
 # 3. why negatives are needed at all: without them, the encoder collapses,
 # 4. alignment and uniformity, the two numbers that say what the loss did to the embedding.
+#
+# The first cell holds the notebook's parameters (`cl.study` sets them per scale); the cell
+# after it imports the package and checks them.
 
 # %% tags=["parameters"]
 scale = "cpu"                 # smoke | cpu | gpu: how big the runs are, and where they go (runs/<scale>/)
-base = {"epochs": 4}          # cl.train.Config overrides shared by this notebook's runs
+base = {"epochs": 4}          # cl.config.Config overrides shared by this notebook's runs
 seeds = [0, 1, 2]             # seeds of the collapse comparison (paired 95 % intervals)
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
@@ -39,10 +42,10 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from cl import augment, data, losses, metrics, negatives, notebook, plots, study, train
-from cl.plots import source
+from cl import analysis, augment, data, losses, metrics, notebook, plots, stats, study, summary, train
+from cl.negatives import kept_count
 
-NB = notebook.start(scale=scale, base=base, seeds=seeds, check_claims=check_claims)
+this_notebook = notebook.start(globals())
 
 # %% [markdown]
 # ## 1 · Positives: two views of one image
@@ -52,14 +55,17 @@ NB = notebook.start(scale=scale, base=base, seeds=seeds, check_claims=check_clai
 # crop (area 40–100 % of the image in training, `crop_min`), a horizontal flip, and
 # brightness/contrast jitter. `cl.augment` draws the parameters of every sample at once and
 # applies them to the whole batch on the device.
+#
+# Below, ten test images in the first row and two views of each under them. Each column is
+# one positive pair: the encoder is asked to map its two lower images close together, and
+# away from every other column.
 
 # %%
 test_set = data.load("fashion_mnist", "test")
 aug_cfg = augment.default_config("fashion_mnist", test_set.size)
 views = augment.TwoViews(aug_cfg, test_set.channels)
 sample = test_set.images[:10]
-g = torch.Generator().manual_seed(0)
-v1, v2 = views(sample, g)
+v1, v2 = views(sample, torch.Generator().manual_seed(0))
 plots.views_grid(sample, [v1, v2], aug_cfg.mean, aug_cfg.std,
                  "two augmented views of each image = a positive pair");
 assert v1.shape == v2.shape == (10, 1, 28, 28) and not torch.equal(v1, v2)
@@ -78,91 +84,139 @@ assert v1.shape == v2.shape == (10, 1, 28, 28) and not torch.equal(v1, v2)
 # `-inf` is a removed negative). This is `cl.losses.info_nce`:
 
 # %%
-source(losses.info_nce)
+notebook.show_source(losses.info_nce)
 
 # %% [markdown]
-# The derivative of $\mathcal L$ with respect to the logit $s_j = q\cdot k^-_j/t$ of a negative
-# is its softmax probability $p_j$. So **the hardest negatives — the most similar to the
-# query — receive almost all of the push**, and the lower $t$, the more so. Below, one query
-# with a positive at similarity 0.8 and 4096 random negatives: the share of the gradient that
-# the hardest 5 % of negatives carry, as the temperature changes.
+# Write the logits $s_+ = q\cdot k^+/t$ and $s_j = q\cdot k^-_j/t$, and $p_j$ for the softmax
+# probability of negative $j$ among all $K{+}1$ logits. Then
+#
+# $$\mathcal L = -s_+ + \log\Big(e^{s_+} + \sum_j e^{s_j}\Big), \qquad
+#   \frac{\partial \mathcal L}{\partial s_j} = p_j, \qquad
+#   \frac{\partial \mathcal L}{\partial s_+} = p_+ - 1 = -\sum_j p_j .$$
+#
+# The push on negative $j$ is its softmax probability, and the pull on the positive is the sum
+# of all the pushes. So **the hardest negatives — the most similar to the query — receive
+# almost all of the push**, and the lower $t$, the more so: $p_j \propto e^{q\cdot k^-_j/t}$
+# sharpens as $t$ falls.
+#
+# To see the size of the effect, one query with a positive at similarity 0.8, and 4096
+# negatives drawn around 0 (similarity ~ 𝒩(0, 0.2²), clipped to [−1, 1]) of which five are
+# made hard by hand:
 
 # %%
 neg = torch.randn(1, 4096).mul(0.2).clamp(-1, 1)
 neg[0, :5] = torch.tensor([0.75, 0.7, 0.65, 0.6, 0.55])  # a few hard negatives
 pos = torch.tensor([0.8])
-rows = []
+hardest = neg[0].argsort(descending=True)[:kept_count(neg.shape[1], "hardest", 0.05)]
+
+# %% [markdown]
+# For each temperature the next cell computes the loss, lets autograd differentiate it with
+# respect to the similarities `neg` (so the gradient is $p_j/t$, and times $t$ it is $p_j$),
+# and reports the share of the total push that the hardest 5 % of negatives carry (`hardest`,
+# as many as `cl.negatives` keeps when it selects the "hardest" 5 %).
+
+# %%
+rows = {}
 for t in (0.05, 0.1, 0.2, 0.5, 1.0):
     logits = neg.clone().requires_grad_(True)
-    losses.info_nce(pos, logits, t).backward()
-    grad = logits.grad[0] * t                    # = softmax probability of each negative
-    order = neg[0].argsort(descending=True)
-    share = grad[order[:negatives.kept_count(len(order), "hardest", 0.05)]].sum() / grad.sum()  # hardest 5 %
-    rows.append((t, losses.info_nce(pos, neg, t).item(), share.item()))
-grad_table = pd.DataFrame(rows, columns=["t", "loss", "gradient share of the hardest 5%"]).set_index("t")
+    loss = losses.info_nce(pos, logits, t)
+    loss.backward()
+    p = logits.grad[0] * t  # = the softmax probability of each negative
+    rows[t] = {"loss": loss.item(), "gradient share of the hardest 5%": (p[hardest].sum() / p.sum()).item()}
+grad_table = pd.DataFrame(rows).T.rename_axis("t")
 display(grad_table.round(3))
 assert grad_table["gradient share of the hardest 5%"].is_monotonic_decreasing  # colder = harder-focused
+
+# %% [markdown]
+# Read the last column from the top: at the coldest temperature nearly the whole gradient goes
+# to the few hardest negatives, and as $t$ grows it spreads towards the share a uniform
+# weighting would give (5 %). The assert checks that ordering. It follows from the
+# derivative above for any set of similarities, so it is arithmetic on toy numbers, not a
+# finding about trained encoders. It is why the study keeps asking *which* negatives are in
+# the queue: at a low temperature a small share of them sets the direction of each step.
 
 # %% [markdown]
 # ## 3 · Why negatives? Without them the encoder collapses
 #
 # Drop the negatives and the only objective left is to pull each query to its positive,
 # $\mathcal L = -\mathbb E[q\cdot k^+]/t$ (`cl.losses.positives_only`). Mapping **every**
-# image to the same point minimises it perfectly: the trivial solution. We train the same
-# MoCo v2 encoder with both objectives, with the same seed, data and schedule.
+# image to the same point minimises it perfectly: the trivial solution.
 
 # %%
-source(losses.positives_only)
+notebook.show_source(losses.positives_only)
+
+# %% [markdown]
+# We train the same MoCo v2 encoder with both objectives, with the same seeds, data and
+# schedule (`base`), each seed once per objective. `cl.study.run_conditions` reuses any
+# finished run of the same name and config. The figure follows the first seed of each
+# through training: its loss, the kNN top-1 on the backbone features, and the two geometry
+# numbers of §4 (lower is better for both).
 
 # %%
 # `moco` is notebook 02's baseline (same name, same config): trained once, used by both
 results = study.run_conditions({"moco": {}, "positives_only": {"loss": "positives_only"}},
-                               base, seeds, scale, NB)
-runs = {"InfoNCE (with negatives)": results["moco"][0], "positives only": results["positives_only"][0]}
+                               base, seeds, scale, this_notebook)
+labels = {"InfoNCE (with negatives)": "moco", "positives only": "positives_only"}
+runs = {label: results[name][0] for label, name in labels.items()}
 plots.curves(runs, keys=("loss", "knn_top1", "uniformity", "alignment"), title="with and without negatives");
 
+# %% [markdown]
+# The final metrics of the same two runs (kNN and linear top-1 in %, alignment and
+# uniformity, and the training time in seconds):
+
 # %%
-collapse = plots.table(runs)
+collapse = summary.final_metrics(runs)
 display(collapse.round(3))
 
 # %% [markdown]
 # The positives-only encoder's alignment goes to zero (the two views map to the same point)
-# and its uniformity to zero as well — $\log \mathbb E\, e^{-2\|f(x)-f(y)\|^2} = 0$ exactly
-# when all points coincide: **the embedding has collapsed**. The kNN column above is measured,
+# and its uniformity towards zero as well — $\log \mathbb E\, e^{-2\|f(x)-f(y)\|^2} = 0$ exactly
+# when all points coincide: **the embedding collapses**. The kNN column above is measured,
 # as everywhere in this study, on the *backbone* features, before the projection head; a
 # barely trained convolutional backbone already separates Fashion-MNIST about as well as raw
-# pixels do, so that column moves little. The collapse shows in the space the loss acts on,
-# the head's normalised output: the same kNN protocol there —
+# pixels do (notebook 01 measures that bar), so that column moves little. The collapse shows
+# in the space the loss acts on, the head's normalised output $z$.
+#
+# `cl.analysis.embedding_knn` runs the same kNN protocol there: a bank of (at most) 10,000
+# training images embedded by the whole encoder, backbone and head, and the test set voted
+# against it. The next cell loads every seed's trained model and adds that number to its
+# record; the table gains its mean over seeds as a last column.
 
 # %%
-def embedding_knn(run_name):
-    """kNN top-1 on the head's normalised output (10k training images as the bank)."""
-    trained, _ = train.load_model(study.run_dir(scale, run_name))
-    prepare = lambda x: augment.to_float(x, trained.aug_cfg)
-    bank = trained.train_set.subset(min(10000, len(trained.train_set)), 0)
-    z_bank = metrics.embed(trained.encoder, bank.images, prepare)
-    z_test = metrics.embed(trained.encoder, trained.test_set.images, prepare)
-    return metrics.knn_accuracy(z_bank, bank.labels, z_test, trained.test_set.labels, 10)
-
-
-for name in results:
-    for record in results[name]:
-        record["final"]["embedding_knn"] = embedding_knn(f"{name}_s{record['config']['seed']}")
-collapse["kNN on the embedding (10k bank)"] = pd.Series(
-    {label: sum(r["final"]["embedding_knn"] for r in results[name]) / len(seeds)
-     for label, name in [("InfoNCE (with negatives)", "moco"), ("positives only", "positives_only")]})
+for name, records in results.items():
+    for record in records:
+        trained, _ = train.load_model(study.run_dir(scale, f"{name}_s{record['config']['seed']}"))
+        record["final"]["embedding_knn"] = analysis.embedding_knn(trained)
+by_label = {label: results[name] for label, name in labels.items()}
+embedding_means = stats.mean_std(by_label, columns=("embedding_knn",))["embedding_knn"]
+collapse["kNN on the embedding (10k bank)"] = embedding_means
 display(collapse.round(3))
-print(f"seed {seeds[0]} in the first columns; the last is the mean over {len(seeds)} seed(s)")
+notebook.show(f"Seed {seeds[0]} in the first columns; the last is the mean over "
+              f"{stats.plural(len(seeds), 'seed')}.")
 
 # %% [markdown]
-# Positives only − InfoNCE, paired by seed, with 95 % t intervals:
+# One seed can show an effect; it cannot show that the effect is larger than what changing the
+# seed does. So each metric is compared **paired by seed** — positives only − InfoNCE in the run
+# of the same seed, which removes what a seed does to both (initialisation, data order,
+# augmentations) — with the 95 % Student t interval of those differences
+# (`cl.stats.paired_difference`). A difference whose interval excludes 0 is resolved, and
+# the word in brackets says which way; with fewer than three seeds nothing is claimed. The
+# words follow each metric's direction: lower alignment and uniformity count as better
+# (Wang & Isola 2020), so a collapsed embedding's alignment reads "lower (better)": alignment means
+# something only beside uniformity (§4).
 
 # %%
-diffs = {m: study.paired_difference(results, "positives_only", "moco", m)
+diffs = {m: stats.paired_difference(results, "positives_only", "moco", m)
          for m in ("uniformity", "alignment", "embedding_knn", "knn_top1")}
-display(pd.DataFrame({m: {"difference": d.text(3), "verdict": d.verdict(better="higher", worse="lower")}
-                      for m, d in diffs.items()}).T)
+display(pd.DataFrame({"positives only − InfoNCE": {m: d.sentence(digits=3) for m, d in diffs.items()}}))
 only_uniformity = [r["final"]["uniformity"] for r in results["positives_only"]]
+
+# %% [markdown]
+# The claim of this section, checked on those intervals when `check_claims` is on (every
+# scale but smoke): the positives-only embedding **collapses** — its uniformity is near 0
+# (above −0.5) in every seed and, paired by seed, resolved above InfoNCE's, and the kNN on
+# the embedding falls by more than 5 points (the interval's upper end below −5). Every
+# metric must also be finite.
 
 # %%
 assert all(torch.isfinite(torch.tensor(collapse.to_numpy(dtype=float))).flatten())
@@ -184,20 +238,37 @@ if check_claims:
 # The positive term of the loss drives alignment; the negatives drive uniformity (spreading
 # the points over the sphere). Lower is better for both. These are the numbers the later
 # notebooks report next to accuracy, for instance to check MoCHi's claim that mixing hard
-# negatives *increases* uniformity at some cost in alignment.
+# negatives *increases* uniformity at some cost in alignment. Both are short functions of
+# `cl.metrics`; each run computes them after every epoch on (at most) 2,048 test images, each
+# seen in two views:
 
 # %%
-source(metrics.alignment)
-source(metrics.uniformity)
+notebook.show_source(metrics.alignment)
+notebook.show_source(metrics.uniformity)
 
 # %% [markdown]
+# §3 reads both numbers as a diagnosis: collapse is perfect alignment bought with no
+# uniformity at all, which is why the study never reads alignment without uniformity.
+#
 # ## What we measured
 #
-# * The gradient of InfoNCE concentrates on the hardest negatives, more so at low
-#   temperature (table in §2) — which is why *which* negatives are in the queue matters.
-# * Without negatives the embedding collapses at 4 epochs, in each of 3 seeds: uniformity
-#   near 0 and, paired by seed, resolved above InfoNCE's; the kNN on the embedding falls by more
-#   than 5 points (both asserted above on the 95 % intervals). The backbone features, which the
-#   rest of the study evaluates, suffer less at 4 epochs (the `knn_top1` row of the interval
-#   table): a collapsed head does not instantly erase what the convolutions learnt. Negatives
-#   are what avoids the trivial solution, at the cost of comparing each query with K others.
+# Positives only − InfoNCE, paired by seed, each with its 95 % interval and the word it
+# allows (for kNN, the linear probe's difference beside it):
+
+# %%
+linear = stats.paired_difference(results, "positives_only", "moco", "linear_top1")
+notebook.show(stats.bullets({
+    "uniformity": diffs["uniformity"].sentence(digits=3),
+    "alignment": diffs["alignment"].sentence(digits=3),
+    "kNN on the embedding (points)": diffs["embedding_knn"].sentence(),
+    "kNN on the backbone features (points)": diffs["knn_top1"].sentence(linear),
+}))
+
+# %% [markdown]
+# Where those intervals resolve (at the cpu scale, asserted in §3), removing the negatives
+# collapses the embedding: uniformity near 0 and the kNN on the embedding well below
+# InfoNCE's. Compare the last two bullets for the backbone features, which the rest of the
+# study evaluates: a collapsed head need not erase at once what the convolutions under it
+# learnt. Negatives are what avoids the trivial solution, at the cost of comparing each query
+# with $K$ others — and at a low temperature the most similar of those $K$ carry most of the
+# gradient (§2), the starting point of notebook 02.

@@ -26,10 +26,14 @@
 #   \tau^+ N \frac1M \sum_j e^{s(v_j)/t}\big),\; N e^{-1/t}\Big),
 #   \qquad \mathcal L = -\log \frac{e^{\text{pos}/t}}{e^{\text{pos}/t} + N_g}.$$
 #
-# The clamp at $N e^{-1/t}$ (the smallest value the sum can take) keeps the estimate
-# positive. $\tau^+=0$ is InfoNCE. On Fashion-MNIST the true class prior is exactly 1/10.
-# DCL and Cai et al.'s "remove the hardest 0.1 %" (notebook 02) are two answers to the same
-# problem, one by reweighting, one by deletion.
+# Read the mixture backwards: $p^- = (p - \tau^+ p^+)/(1-\tau^+)$. The sum over the drawn
+# negatives estimates the mass under $p$; the positives, drawn from $p^+$, estimate what the
+# same-class share of it contributes; their difference, rescaled by $1/(1-\tau^+)$, estimates
+# the mass of the true negatives alone. Each similarity $s$ is at least $-1$ (unit vectors), so
+# $N e^{-1/t}$ is the smallest value the true sum can take, and the clamp at it keeps the
+# estimate positive. $\tau^+=0$ is InfoNCE. On Fashion-MNIST the true class prior is exactly
+# 1/10. DCL and Cai et al.'s "remove the hardest 0.1 %" (notebook 02) are two answers to the
+# same problem, one by reweighting, one by deletion.
 #
 # We run DCL in **two settings**, and every number says which:
 #
@@ -38,6 +42,10 @@
 #   learning rate, batch 256, $\tau^+ = 0.1$; InfoNCE under the same setting is its baseline;
 # * **the study's shared setting**: MoCo's queue of $K = 4096$ keys at $t = 0.1$ with SGD, the
 #   setting of notebook 02, where DCL meets "remove the hardest 0.1 %".
+#
+# The notebook goes in that order: the estimator in code and three of its properties, the
+# training runs and a τ⁺ sweep, how often the clamp binds during training, the semi-supervised
+# form with M positives, and last the paired comparisons, in a table, a figure and in words.
 
 # %% tags=["parameters"]
 scale = "cpu"                 # smoke | cpu | gpu
@@ -48,34 +56,38 @@ paper_setting = {"source": "batch", "t": 0.5, "optimizer": "adam", "lr": 0.001, 
                  "lr_schedule": "constant", "batch_size": 256}  # the DCL/HCL official code (shared with 04)
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
+# %% [markdown]
+# The cell above is the notebook's only list of parameters. The next cell imports the study's
+# modules and hands those parameters to `notebook.start`, which checks every one (a bad value
+# stops the notebook with one line naming its fix), seeds torch, and returns the notebook's
+# name, which each run trained here records.
+
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from cl import analysis, losses, notebook, plots, study, train
-from cl.plots import source
+from cl import analysis, losses, notebook, plots, stats, study, train
+from cl.config import Config
 
-NB = notebook.start(scale=scale, base=base, seeds=seeds, tau_plus_sweep=tau_plus_sweep,
-                    paper_setting=paper_setting, check_claims=check_claims)
-
+this_notebook = notebook.start(globals())
 
 # %% [markdown]
 # ## The estimator in code
 #
-# `cl.losses.debiased` computes the official estimator in log space; $N$ is counted per row
-# (finite entries), so it composes with the selections of notebook 02.
+# `cl.losses.debiased` computes the official estimator in log space, where the sums of
+# exponentials cannot overflow at $t = 0.1$. $N$ is counted per row (its finite entries), so a
+# negative that a selection of notebook 02 removed (set to $-\infty$) is in neither the sum nor
+# $N$, and DCL composes with those selections.
 
 # %%
-source(losses.debiased)
+notebook.show_source(losses.debiased)
 
 # %% [markdown]
-# Three properties the tests check exactly, shown here on random similarities: τ⁺ = 0 is
-# InfoNCE; a row with removed (`-inf`) entries gives the loss of the row without them; and
-# the loss *decreases* as τ⁺ grows, because part of the negatives' mass is attributed to
-# same-class samples and discounted.
+# Three properties the tests check exactly, shown here on random similarities of 8 queries
+# with 256 negatives each. The first two: τ⁺ = 0 is InfoNCE, and a row whose second half is
+# removed (`-inf`) gives the loss of the row cut to its first half.
 
 # %%
 g = torch.Generator().manual_seed(0)
@@ -84,6 +96,13 @@ assert torch.allclose(losses.debiased(pos, neg, 0.1, 0.0), losses.info_nce(pos, 
 cut = neg.clone()
 cut[:, 128:] = -float("inf")
 assert torch.allclose(losses.debiased(pos, cut, 0.1, 0.1), losses.debiased(pos, neg[:, :128], 0.1, 0.1))
+
+# %% [markdown]
+# The third: the loss *decreases* as τ⁺ grows, because a larger part of the negatives' mass is
+# attributed to same-class samples and discounted. The same similarities, at t = 0.1, for a
+# range of τ⁺:
+
+# %%
 sweep = pd.Series({tp: losses.debiased(pos, neg, 0.1, tp).item() for tp in (0, 0.05, 0.1, 0.2, 0.5)},
                   name="DCL loss").rename_axis("τ⁺")
 display(sweep.round(4).to_frame().T)
@@ -92,55 +111,72 @@ assert sweep.is_monotonic_decreasing
 # %% [markdown]
 # ## Training: DCL in the paper's setting and on MoCo's queue
 #
-# The key conditions run with every seed; the τ⁺ sweep on the queue is one seed per value
-# (exploratory). The queue setting's baseline and "remove the hardest 0.1 %" runs are notebook
-# 02's, reused.
+# Five conditions run with every seed of `seeds`:
+#
+# * `simclr_paper` and `debiased_paper`: InfoNCE and DCL (τ⁺ = 0.1) in the paper's setting;
+# * `moco`: InfoNCE on the queue, and `drop_hardest_0.1pct`: the same with the hardest 0.1 % of
+#   each row's negatives removed (both are notebook 02's runs, reused by name and config);
+# * `debiased_tau0.1`: DCL (τ⁺ = 0.1) on the queue.
+#
+# The τ⁺ sweep on the queue adds one condition per value of `tau_plus_sweep`, trained with the
+# first seed only: it is exploratory and claims nothing. `study.run_groups` trains whatever is
+# not already finished and returns each condition's records, one per seed.
 
 # %%
 paper = {"simclr_paper": paper_setting,
          "debiased_paper": {**paper_setting, "loss": "debiased", "tau_plus": 0.1}}
 queue = {"moco": {}, "drop_hardest_0.1pct": {"select": "drop_hardest", "select_fraction": 0.001},
          "debiased_tau0.1": {"loss": "debiased", "tau_plus": 0.1}}
-results = study.run_groups([({**paper, **queue}, base, seeds),
-                            ({f"debiased_tau{tp}": {"loss": "debiased", "tau_plus": tp}
-                              for tp in tau_plus_sweep},
-                             base, seeds[:1])], scale, NB)
-table = study.mean_std(results)
-setting = {name: study.setting(results[name][0]["config"]) for name in table.index}
-display(study.formatted(table).assign(setting=pd.Series(setting)))
+tau_sweep = {f"debiased_tau{tp}": {"loss": "debiased", "tau_plus": tp} for tp in tau_plus_sweep}
+results = study.run_groups([({**paper, **queue}, base, seeds), (tau_sweep, base, seeds[:1])], scale,
+                           this_notebook)
+
+# %% [markdown]
+# Each condition's final metrics, mean ± std over its seeds: kNN top-1 and linear-probe top-1
+# on the test set (%), and the alignment and uniformity of the embedding (Wang & Isola 2020,
+# both lower is better), with the setting each number comes from.
+
+# %%
+table, shown = stats.mean_std(results), analysis.condition_table(results)
+setting = shown["setting"]
+shown
+
+# %% [markdown]
+# The τ⁺ sweep on the queue, in kNN top-1. Look at where the DCL line sits against the two
+# dashed levels, InfoNCE and the removal of the hardest 0.1 %, and whether it peaks near the
+# true class prior (the thin vertical line), as it does in the paper. Points off τ⁺ = 0.1 are
+# one seed each.
 
 # %%
 taus = sorted([0.1, *tau_plus_sweep])
-fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.plot(taus, [table.loc[f"debiased_tau{tp}", "knn_top1"] for tp in taus], marker="o", label="DCL (queue)")
-ax.axhline(table.loc["moco", "knn_top1"], color="k", ls="--", lw=1, label="InfoNCE (τ⁺ = 0)")
-ax.axhline(table.loc["drop_hardest_0.1pct", "knn_top1"], color="tab:red", ls=":", lw=1,
-           label="remove hardest 0.1 %")
-ax.axvline(0.1, color="gray", lw=0.5)
-ax.set(xlabel="τ⁺ (true class prior: 0.1)", ylabel="kNN top-1 (%)",
-       title="DCL τ⁺ sweep on the queue (t = 0.1; one seed off τ⁺ = 0.1)")
-ax.legend(fontsize=8)
-fig.tight_layout()
+plots.sweep(table, {tp: f"debiased_tau{tp}" for tp in taus}, label="DCL (queue)",
+            levels={"InfoNCE (τ⁺ = 0)": "moco", "remove hardest 0.1 %": "drop_hardest_0.1pct"},
+            xlabel="τ⁺ (true class prior: 0.1)", mark=0.1,
+            title="DCL τ⁺ sweep on the queue (t = 0.1; one seed off τ⁺ = 0.1)");
 
 # %% [markdown]
 # ## How often the clamp binds, during training
 #
 # The correction subtracts $\tau^+ N e^{\text{pos}/t}$ from the negatives' mass. At $t = 0.1$ a
 # positive at similarity 0.9 contributes $e^{9} \approx 8100$ per negative slot, far more than a
-# typical negative's $e^{s/t}$: the estimate falls below its floor $N e^{-1/t}$ and is clamped,
-# and a clamped row pushes no negative away. The training loop records, every step, the share
-# of rows whose estimate sat at the floor (`cl.losses.clamp_binds`); per epoch, mean over seeds:
+# typical negative's $e^{s/t}$: when that term reaches the negatives' mass, the estimate falls
+# below its floor $N e^{-1/t}$ and is clamped, and a clamped row pushes no negative away. At
+# $t = 0.5$ the same positive contributes only $e^{1.8} \approx 6$. How often the floor is
+# reached is measured, not argued: the training loop records, every step, the share of rows
+# whose estimate sat at the floor, with this function:
 
 # %%
-source(losses.clamp_binds)
+notebook.show_source(losses.clamp_binds)
+
+# %% [markdown]
+# `analysis.clamp_rates` reads those records back: the share of clamped rows per epoch, mean
+# over seeds, for DCL in each setting (column: condition and its setting). A share near 1
+# means the loss has, on most rows, stopped pushing negatives away.
 
 # %%
-clamp = pd.DataFrame({f"{name} ({setting[name]})": np.mean([[e["clamp_rate"] for e in r["epochs"]]
-                                                             for r in results[name]], axis=0)
-                      for name in ("debiased_paper", "debiased_tau0.1")})
-clamp.index = pd.Index(range(1, len(clamp) + 1), name="epoch")
-display(clamp.round(3))
-clamp_final = clamp.iloc[-1]
+clamp = analysis.clamp_rates(results, ["debiased_paper", "debiased_tau0.1"])
+clamp_last = clamp.iloc[-1]
+clamp.rename(columns=lambda name: f"{name} ({setting[name]})").round(3)
 
 # %% [markdown]
 # ## M > 1 positives: the semi-supervised form
@@ -149,15 +185,30 @@ clamp_final = clamp.iloc[-1]
 # augmented view. We evaluate the estimator on the trained queue baseline: queries are
 # training images, negatives the final queue, positives the augmented view plus M−1 keys of
 # the query's class drawn **at random** from the queue (the most similar ones would inflate
-# the correction). As M grows, the estimate of the same-class mass uses more samples:
+# the correction). As M grows, the estimate of the same-class mass uses more samples.
+#
+# `analysis.contrast_with_queue` loads nothing itself: it takes the trained model, draws 512
+# training images, and contrasts each query with its positive and with every key of the final
+# queue, the query's own key excluded, as training did. The cell then orders each row's
+# same-class keys at random, so that the first M − 1 of the order are a random draw.
 
 # %%
 trained, _ = train.load_model(study.run_dir(scale, f"moco_s{seeds[0]}"))
-p = analysis.probe_queue(trained, n=512, seed=2)
+p = analysis.contrast_with_queue(trained, n=512, seed=2)
 neg, same = p.neg, p.same_class & torch.isfinite(p.neg)  # the query's own key is not a positive
 # a random order of each row's same-class keys: uniform scores, other classes last
 g = torch.Generator().manual_seed(2)
 order = torch.where(same, torch.rand(same.shape, generator=g), -1.0).argsort(dim=1, descending=True)
+assert bool(same.gather(1, order[:, :15]).all()), "every extra positive shares the query's class"
+
+# %% [markdown]
+# For M = 1, 2, 4, 8 and 16, the DCL loss at the run's temperature with τ⁺ = 0.1, and the mean
+# similarity of the M positives. With M positives the loss averages the M terms
+# $-\log\big(e^{s(v_j)/t} / (e^{s(v_j)/t} + N_g)\big)$, every one against the row's single $N_g$
+# (`cl.losses.debiased`'s docstring). The last line checks that M = 1 given as a column is the
+# official form.
+
+# %%
 rows = []
 for m in (1, 2, 4, 8, 16):
     extra = neg.gather(1, order[:, : m - 1])  # M − 1 random same-class keys per row
@@ -165,7 +216,6 @@ for m in (1, 2, 4, 8, 16):
     rows.append((m, losses.debiased(pos_m, neg, trained.cfg.t, 0.1).item(), pos_m.mean().item()))
 m_table = pd.DataFrame(rows, columns=["M", "DCL loss (τ⁺ = 0.1)", "mean positive similarity"]).set_index("M")
 display(m_table.round(4))
-assert bool(same.gather(1, order[:, :15]).all()), "every extra positive shares the query's class"
 assert torch.allclose(losses.debiased(p.pos[:, None], neg, 0.1, 0.1), losses.debiased(p.pos, neg, 0.1, 0.1))
 
 # %% [markdown]
@@ -174,41 +224,60 @@ assert torch.allclose(losses.debiased(p.pos[:, None], neg, 0.1, 0.1), losses.deb
 # The paper (STL-10, ResNet-50, SimCLR, t = 0.5, 400 epochs): biased 80.15 %, τ⁺ = 0.05
 # 81.85 %, τ⁺ = 0.1 84.26 % — debiasing helps, most at about the true prior. Our differences
 # are paired by seed with 95 % t intervals; the interval decides the word.
+#
+# Four comparisons: DCL against InfoNCE in each setting, the removal of the hardest 0.1 %
+# against InfoNCE on the queue, and DCL against that removal. The table gives each in kNN and
+# linear-probe points; the figure draws the kNN intervals against zero (a gray point has too few
+# seeds to claim anything).
 
 # %%
 pairs = [("debiased_paper", "simclr_paper"), ("debiased_tau0.1", "moco"), ("drop_hardest_0.1pct", "moco"),
          ("debiased_tau0.1", "drop_hardest_0.1pct")]
-diffs = {pair: study.paired_difference(results, *pair) for pair in pairs}
-linear = {pair: study.paired_difference(results, *pair, metric="linear_top1") for pair in pairs}
-display(study.differences(results, pairs))
-plots.intervals(list(diffs.values()), title=f"kNN top-1, {train.Config.from_dict(base).epochs} epochs");
+diffs = {pair: stats.paired_difference(results, *pair) for pair in pairs}
+linear = {pair: stats.paired_difference(results, *pair, metric="linear_top1") for pair in pairs}
+epochs = Config.from_dict(base).epochs
+display(stats.differences(results, pairs))
+plots.intervals(list(diffs.values()), title=f"kNN top-1, {stats.plural(epochs, 'epoch')}");
+
+# %% [markdown]
+# The same comparisons in words, as `cl.stats` words them: the kNN difference decides the
+# verdict, and the linear probe's difference stands beside it.
 
 # %%
-epochs = train.Config.from_dict(base).epochs
-d = lambda a, b: diffs[(a, b)]
-lin = lambda a, b: linear[(a, b)]
-knn = table["knn_top1"]
-display(Markdown(f"""
-Conclusions at {epochs} epochs:
+notebook.show(f"At {stats.plural(epochs, 'epoch')}, in kNN points:\n\n" + stats.bullets({
+    f"Paper setting ({setting['debiased_paper']}), DCL (τ⁺ = 0.1) − InfoNCE":
+        stats.compared(results, "debiased_paper", "simclr_paper"),
+    f"Queue setting ({setting['debiased_tau0.1']}), DCL (τ⁺ = 0.1) − InfoNCE":
+        stats.compared(results, "debiased_tau0.1", "moco"),
+    "Queue setting, removing the hardest 0.1 % − InfoNCE":
+        stats.compared(results, "drop_hardest_0.1pct", "moco"),
+    "Queue setting, DCL − removal": stats.compared(results, "debiased_tau0.1", "drop_hardest_0.1pct")}))
 
-* **Paper setting** ({setting['debiased_paper']}): DCL (τ⁺ = 0.1) − InfoNCE = \
-{d('debiased_paper', 'simclr_paper')} kNN
-  points ({d('debiased_paper', 'simclr_paper').verdict()}; linear {lin('debiased_paper', 'simclr_paper')}).
-  The clamp binds for {clamp_final.iloc[0]:.1%} of rows in the last epoch.
-* **Queue setting** ({setting['debiased_tau0.1']}): DCL − InfoNCE = {d('debiased_tau0.1', 'moco')}
-  ({d('debiased_tau0.1', 'moco').verdict()}; linear {lin('debiased_tau0.1', 'moco')}); \
-removing the hardest 0.1 %
-  {d('drop_hardest_0.1pct', 'moco')} ({d('drop_hardest_0.1pct', 'moco').verdict()}); DCL − removal
-  {d('debiased_tau0.1', 'drop_hardest_0.1pct')} ({d('debiased_tau0.1', 'drop_hardest_0.1pct').verdict()}).
-  The clamp binds for {clamp_final.iloc[1]:.1%} of rows in the last epoch: at this temperature the
-  estimator {'mostly returns its floor, so DCL removes most of the push from negatives rather than '
-             'a false-negative share'
-             if clamp_final.iloc[1] > 0.5 else 'mostly stays above its floor'}.
-* τ⁺ sweep on the queue (one seed each, exploratory): {', '.join(f'{tp}: {knn[f"debiased_tau{tp}"]:.2f}'
-                                                                for tp in taus)}.
-* Our absolute numbers are a small CNN on Fashion-MNIST after {epochs} epochs, not the paper's \
-ResNet-50 on STL-10.
-"""))
+# %% [markdown]
+# Two readings put the comparisons in context: how often the clamp bound in the last epoch (a
+# queue setting that clamps most rows is not debiasing, it is removing most of the push from
+# negatives), and the one-seed τ⁺ sweep.
+
+# %%
+on_queue = stats.most_of(clamp_last["debiased_tau0.1"], 1.0,
+                         "mostly returns its floor, so DCL removes most of the push from negatives "
+                         "rather than a false-negative share", "mostly stays above its floor")
+notebook.show(stats.bullets({
+    "Rows at the floor, last epoch": stats.shares({"paper setting": clamp_last["debiased_paper"],
+                                                   "queue setting": clamp_last["debiased_tau0.1"]})
+                                     + f"; on the queue the estimator {on_queue}",
+    "τ⁺ sweep on the queue (one seed off 0.1, exploratory)":
+        stats.listing(f"τ⁺ = {tp}: {stats.measured(table, f'debiased_tau{tp}')}" for tp in taus)}))
+
+# %% [markdown]
+# Our absolute numbers come from a small CNN on Fashion-MNIST trained on the comparison
+# schedule, not from the paper's ResNet-50 on STL-10 after 400 epochs: the comparisons, not the
+# levels, are what carries over.
+#
+# The last cell checks what the text relies on: every accuracy is finite and every clamp rate a
+# share in [0, 1]; at the scales that make claims (`check_claims`), every comparison has enough
+# seeds for one, and the clamp binds more on the queue than in the paper's setting, which is how
+# the text explains the queue setting.
 
 # %%
 assert np.isfinite(table["knn_top1"]).all()
@@ -216,4 +285,4 @@ assert ((clamp >= 0) & (clamp <= 1)).all().all()
 if check_claims:
     assert all(x.claims for x in diffs.values()) and all(x.claims for x in linear.values())
     # the text explains the queue setting by the clamp: it must bind more there than at t = 0.5
-    assert clamp_final.iloc[1] > clamp_final.iloc[0]
+    assert clamp_last["debiased_tau0.1"] > clamp_last["debiased_paper"]

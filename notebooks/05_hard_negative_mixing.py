@@ -19,6 +19,17 @@
 # and 02), make more of them: **synthesise hard negatives in feature space by mixing** the
 # hardest ones, at almost no cost.
 #
+# Why the hardest carry it: for a query $q$ with positive key $k$ and negatives $n$ (all unit
+# vectors), InfoNCE at temperature $t$ and its gradient are
+#
+# $$\mathcal L_q = -\log \frac{e^{q\cdot k/t}}{e^{q\cdot k/t} + \sum_n e^{q\cdot n/t}}, \qquad
+#   \frac{\partial \mathcal L_q}{\partial q} = -\frac{1}{t}\Big((1-p_k)\,k - \sum_n p_n\, n\Big),$$
+#
+# with $p_z$ the softmax probability of $z$ in the query's row. A negative pushes the query in
+# proportion to $p_n$, exponential in its similarity $q\cdot n$: the few most similar
+# negatives get nearly all of the weight, and once the encoder separates most of them, few
+# negatives are left to learn from. MoCHi adds negatives where the weight is.
+#
 # ## Background: mining and mixing
 #
 # * **Bootstrapping** (Sung & Poggio 1994): train a face detector on a small set of
@@ -32,6 +43,11 @@
 #   hidden states at a random layer $k$ instead ($k=0$ is input mixup).
 #
 # MoCHi applies the mixing to the *negatives' embeddings*, per query.
+#
+# The parameters: the comparison schedule `base` shared with notebooks 02–06, the `seeds` of the
+# paired comparisons, and three MoCHi settings as overrides of `base` — `mochi` at the paper's
+# ratios, `mochi_large` mixing among a larger share of the queue, and two `variants` that keep
+# only one kind of mix.
 
 # %% tags=["parameters"]
 scale = "cpu"                 # smoke | cpu | gpu
@@ -39,7 +55,7 @@ base = {"epochs": 4}          # the comparison schedule shared by notebooks 02�
 seeds = [0, 1, 2]             # seeds of the key comparisons (paired 95 % intervals)
 # the paper's ratios, for our queue of 4096
 mochi = {"mochi_n": 256, "mochi_s": 128, "mochi_s_prime": 64, "mochi_warmup": 0.2}
-# our earlier setting
+# a larger setting: mixing among a quarter of the queue, one epoch of warm-up
 mochi_large = {"mochi_n": 1024, "mochi_s": 256, "mochi_s_prime": 256, "mochi_warmup": 1}
 variants = {                  # one seed each, exploratory: the paper's ratios with only s, or only s′
     "mochi_paper_s_only": {"mochi_n": 256, "mochi_s": 128, "mochi_s_prime": 0, "mochi_warmup": 0.2},
@@ -52,34 +68,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from cl import data, negatives, notebook, plots, study, train
-from cl.plots import source
+import cl.mochi
+from cl import config, data, notebook, plots, stats, study
 
-NB = notebook.start(scale=scale, base=base, seeds=seeds, mochi=mochi, mochi_large=mochi_large,
-                    variants=variants, check_claims=check_claims)
-
+this_notebook = notebook.start(globals())
+epochs = config.Config.from_dict(base).epochs
 
 # %% [markdown]
-# mixup on two Fashion-MNIST images, λ ~ Beta(0.4, 0.4) (the input space; MoCHi mixes
-# embeddings instead):
+# ### mixup, in the input space
+#
+# Two Fashion-MNIST test images and five mixes of them, $\lambda \sim \text{Beta}(0.4, 0.4)$.
+# With $\alpha < 1$ the Beta density is U-shaped: $\lambda$ falls near 0 or 1 more often than
+# near one half, so a typical mix is mostly one of the two images. MoCHi does not mix images: it
+# mixes embeddings on the unit sphere and normalises the result back onto it.
 
 # %%
 images = data.load("fashion_mnist", "test")
-a, b = images.images[0, 0].float(), images.images[2, 0].float()
-lams = torch.distributions.Beta(0.4, 0.4).sample((5,)).sort().values
-fig, axes = plt.subplots(1, 7, figsize=(9, 1.7))
-axes[0].imshow(a, cmap="gray")
-axes[0].set_title(images.classes[images.labels[0]], fontsize=7)
-axes[-1].imshow(b, cmap="gray")
-axes[-1].set_title(images.classes[images.labels[2]], fontsize=7)
-for ax, lam in zip(axes[1:-1], lams):
-    ax.imshow(lam * a + (1 - lam) * b, cmap="gray")
-    ax.set_title(f"λ = {lam:.2f}", fontsize=7)
-for ax in axes:
-    ax.axis("off")
-fig.tight_layout()
+lams = torch.distributions.Beta(0.4, 0.4).sample((5,))
+plots.mixup_row(images.images[0, 0], images.images[2, 0], lams,
+                names=(images.classes[images.labels[0]], images.classes[images.labels[2]]));
 
 # %% [markdown]
 # ## MoCHi
@@ -95,37 +104,49 @@ fig.tight_layout()
 # cost is about that of growing the queue by $s + s'$. A warm-up runs without synthesis (the
 # paper: 10 of 200 epochs on ImageNet-100, 5 % of the schedule).
 #
+# Why the mixes are hard: a mix of two unit vectors has norm at most 1, so normalising it can
+# only raise a positive similarity. $q\cdot h_k$ is then at least the weighted mean of
+# $q\cdot n_i$ and $q\cdot n_j$ whenever that mean is positive, and $q\cdot h'_k$ is at least
+# $q\cdot n_j$, since $q\cdot q = 1$ is the largest similarity there is.
+#
 # **At the paper's ratios.** On ImageNet-100 the paper mixes among the $N = 1024$ hardest of a
 # 16k queue (6.25 %), with $s = 512$ and $s' = 256$ among its settings. With our $K = 4096$ the
 # same ratios are $N = 256$, $s = 128$, $s' = 64$, and 5 % of a 4-epoch schedule is a warm-up of
-# 0.2 epochs, counted in steps. The setting we ran before ($N = 1024$ of 4096, $s = s' = 256$,
-# one epoch of warm-up: a quarter of the queue and of the schedule) stays as a variant.
+# 0.2 epochs, counted in steps. A larger setting ($N = 1024$ of 4096, $s = s' = 256$, one epoch
+# of warm-up: a quarter of the queue and of the schedule) runs beside it.
+#
+# The synthesis as the paper defines it, building the vectors (`cl/mochi.py`):
 
 # %%
-source(negatives.mochi)
+notebook.show_source(cl.mochi.synthesize)
 
 # %% [markdown]
-# On a toy queue: where the synthetic negatives fall, by their similarity to the query,
-# against the queue's and the N hardest's.
+# On a toy queue: 4,096 random unit vectors in 16 dimensions, and a query placed near the mean
+# of eight of them, so that a few negatives are much more similar to it than the rest. The next
+# cell draws $s = s' = 128$ mixes among the $N = 256$ hardest and plots where every set falls
+# by its similarity to the query. Look at the two kinds of mixes against the $N$ hardest: the
+# negative–negative mixes land among them, shifted right by the normalisation, and the
+# query–negative mixes further right still.
 
 # %%
 g = torch.Generator().manual_seed(0)
 queue = F.normalize(torch.randn(4096, 16, generator=g), dim=1)
 q = F.normalize(queue[:8].mean(0, keepdim=True) + 0.3 * torch.randn(1, 16, generator=g), dim=1)
-syn, alpha, beta = negatives.mochi(q, queue, 256, 128, 128, generator=g, return_coefficients=True)
-sims = negatives.mochi_logits(q, syn)[0]
-fig, ax = plt.subplots(figsize=(7, 2.8))
-neg = (q @ queue.T)[0]
-ax.hist(neg, bins=60, alpha=0.5, density=True, label="queue")
-ax.hist(neg.topk(256).values, bins=30, alpha=0.5, density=True, label="N = 256 hardest")
-ax.hist(sims[:128], bins=30, alpha=0.6, density=True, label="s: negative–negative mixes")
-ax.hist(sims[128:], bins=30, alpha=0.6, density=True, label="s′: query–negative mixes")
-ax.set(xlabel="similarity to the query")
-ax.legend(fontsize=7)
-fig.tight_layout()
+syn, alpha, beta = cl.mochi.synthesize(q, queue, 256, 128, 128, generator=g, return_coefficients=True)
+sims, neg = cl.mochi.logits(q, syn)[0], (q @ queue.T)[0]
+plots.similarity_histograms({"queue": neg, "N = 256 hardest": neg.topk(256).values,
+                             "s: negative–negative mixes": sims[:128],
+                             "s′: query–negative mixes": sims[128:]});
+
+# %% [markdown]
+# What the definition promises, checked on this draw: every synthetic negative is a unit vector,
+# every $\beta < 0.5$ and $\alpha < 1$; mixing in the query makes the $s'$ mixes harder on
+# average than the $s$ mixes; and $s = s' = 0$ adds nothing.
+
+# %%
 assert torch.allclose(syn.norm(dim=-1), torch.ones(1, 256)) and (beta < 0.5).all() and (alpha < 1).all()
 assert sims[128:].mean() > sims[:128].mean()  # mixing in the query makes them harder
-assert negatives.mochi(q, queue, 256, 0, 0).shape == (1, 0, 16)  # s = s′ = 0 adds nothing
+assert cl.mochi.synthesize(q, queue, 256, 0, 0).shape == (1, 0, 16)  # s = s′ = 0 adds nothing
 
 # %% [markdown]
 # ### The same logits, without the vectors
@@ -134,28 +155,45 @@ assert negatives.mochi(q, queue, 256, 0, 0).shape == (1, 0, 16)  # s = s′ = 0 
 # numbers the step already has: $q\cdot h_k = (\alpha\, q\cdot n_i + (1-\alpha)\, q\cdot n_j)
 # / \|\alpha n_i + (1-\alpha) n_j\|$, where the $q\cdot n$ are entries of the row `neg` and
 # the norm needs only $n_i\cdot n_j$, read from a table of similarities between queued keys
-# that `negatives.Mochi` keeps up to date (each step adds the new keys' rows). The norm
+# that `cl.mochi.Mochi` keeps up to date (each step adds the new keys' rows). The norm
 # is a constant and the numerator is linear in $q$, so the gradient on $q$ is $h_k$ itself:
 # no gradient reaches the synthetic negatives. This is what brings MoCHi's cost to about that
 # of $s + s'$ more columns (`make bench`).
 
 # %%
-source(negatives.mixed_logits)
+notebook.show_source(cl.mochi.mixed_logits)
+
+# %% [markdown]
+# The two routes must agree. The next cell draws the mixes once (`draw_mixes`, seed 1), builds
+# the vectors from the same seed (`synthesize` draws the same way), and compares the closed
+# form with the logits of the built vectors.
 
 # %%
-draw = negatives.mochi_draw(q @ queue.T, 256, 128, 128, generator=torch.Generator().manual_seed(1))
-syn = negatives.mochi(q, queue, 256, 128, 128, generator=torch.Generator().manual_seed(1))
-closed_form = negatives.mixed_logits(q, q @ queue.T, draw, (queue[draw.first] * queue[draw.second]).sum(-1))
-assert torch.allclose(closed_form, negatives.mochi_logits(q, syn), atol=1e-5)  # same draws, same logits
+draw = cl.mochi.draw_mixes(q @ queue.T, 256, 128, 128, generator=torch.Generator().manual_seed(1))
+syn = cl.mochi.synthesize(q, queue, 256, 128, 128, generator=torch.Generator().manual_seed(1))
+closed_form = cl.mochi.mixed_logits(q, q @ queue.T, draw, (queue[draw.first] * queue[draw.second]).sum(-1))
+assert torch.allclose(closed_form, cl.mochi.logits(q, syn), atol=1e-5)  # same draws, same logits
 
 # %% [markdown]
 # ## Training
+#
+# MoCo v2, MoCHi at the paper's ratios and the larger setting train on every seed; the two
+# variants on the first seed only. The table gives each condition's final metrics, mean ± std
+# over its seeds: kNN and linear-probe top-1 on the test set (%), the alignment distance and
+# uniformity loss of Wang & Isola (2020), both lower-is-better.
 
 # %%
 results = study.run_groups([({"moco": {}, "mochi_paper": mochi, "mochi_large": mochi_large}, base, seeds),
-                            (variants, base, seeds[:1])], scale, NB)
-table = study.mean_std(results)
-display(study.formatted(table))
+                            (variants, base, seeds[:1])], scale, this_notebook)
+table = stats.mean_std(results)
+display(stats.formatted(table))
+
+# %% [markdown]
+# Left, kNN top-1 after every epoch (test images, their neighbours drawn from the monitor bank of
+# training images), first seed of each condition: the
+# MoCHi runs synthesise nothing until their warm-up ends. Right, every run's final embedding in
+# the alignment–uniformity plane. The paper's finding (below) puts MoCHi above MoCo (a larger
+# alignment distance) and to its left (a lower uniformity loss).
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
@@ -169,44 +207,59 @@ fig.tight_layout()
 #
 # The paper: better and faster transfer; on ImageNet-1k linear classification, similar to
 # MoCo v2; mixing hard negatives **reduces alignment and increases uniformity** — the
-# alignment distance grows and the uniformity loss falls. Each difference below is MoCHi − MoCo,
-# paired by seed, with its 95 % t interval.
+# alignment distance grows and the uniformity loss falls. Each difference below is MoCHi − MoCo
+# (or the paper's ratios − the larger setting), paired by seed, with its 95 % t interval; the
+# figure shows the kNN differences.
 
 # %%
 pairs = [("mochi_paper", "moco"), ("mochi_large", "moco"), ("mochi_paper", "mochi_large")]
-diffs = {(a, b, m): study.paired_difference(results, a, b, m)
-         for a, b in pairs for m in ("knn_top1", "linear_top1", "alignment", "uniformity")}
-display(study.differences(results, pairs, metrics=("knn_top1", "linear_top1", "alignment", "uniformity")))
+metrics = ("knn_top1", "linear_top1", "alignment", "uniformity")
+diffs = {(a, b, m): stats.paired_difference(results, a, b, m) for a, b in pairs for m in metrics}
+display(stats.differences(results, pairs, metrics=metrics))
 plots.intervals([diffs[(a, b, "knn_top1")] for a, b in pairs],
-                title=f"kNN top-1, {train.Config.from_dict(base).epochs} epochs");
+                title=f"kNN top-1, {stats.plural(epochs, 'epoch')}");
+
+# %% [markdown]
+# Accuracy first: each line is the kNN difference in points with the verdict its interval
+# allows, the linear-probe difference beside it. The labels name each setting's $N$, $s$, $s'$
+# and warm-up.
 
 # %%
-epochs = train.Config.from_dict(base).epochs
-knn, al, un = table["knn_top1"], table["alignment"], table["uniformity"]
-def geometry(name):
-    a, u = diffs[(name, "moco", "alignment")], diffs[(name, "moco", "uniformity")]
-    a_word = a.verdict(better="larger: less aligned, as the paper reports",
-                       worse="smaller: better aligned, unlike the paper")
-    u_word = u.verdict(better="higher: less uniform, unlike the paper",
-                       worse="lower: more uniform, as the paper reports")
-    return (f"alignment distance {al['moco']:.3f} → {al[name]:.3f}, {a.text(3)} ({a_word}); "
-            f"uniformity loss {un['moco']:.3f} → {un[name]:.3f}, {u.text(3)} ({u_word})")
-display(Markdown(f"""
-Conclusions at {epochs} epochs:
+setting = lambda m: (f"N = {m['mochi_n']}, s = {m['mochi_s']}, s′ = {m['mochi_s_prime']}, "
+                     f"warm-up {stats.plural(m['mochi_warmup'], 'epoch')}")
+accuracy = {f"MoCHi at the paper's ratios ({setting(mochi)}) − MoCo v2": ("mochi_paper", "moco"),
+            f"MoCHi, larger setting ({setting(mochi_large)}) − MoCo v2": ("mochi_large", "moco"),
+            "The paper's ratios − the larger setting": ("mochi_paper", "mochi_large")}
+notebook.show(f"Accuracy at {stats.plural(epochs, 'epoch')} (kNN points, 95 % intervals over seeds):\n\n"
+              + stats.bullets({label: stats.compared(results, *pair) for label, pair in accuracy.items()}))
 
-* **MoCHi at the paper's ratios** (N={mochi['mochi_n']}, s={mochi['mochi_s']}, s′={mochi['mochi_s_prime']},
-  warm-up {mochi['mochi_warmup']:g} epochs): kNN {diffs[('mochi_paper', 'moco', 'knn_top1')]}
-  ({diffs[('mochi_paper', 'moco', 'knn_top1')].verdict()}); \
-linear {diffs[('mochi_paper', 'moco', 'linear_top1')]}
-  ({diffs[('mochi_paper', 'moco', 'linear_top1')].verdict()}). Geometry: {geometry('mochi_paper')}.
-* **Our earlier setting** (N={mochi_large['mochi_n']}, s={mochi_large['mochi_s']}, \
-s′={mochi_large['mochi_s_prime']},
-  warm-up {mochi_large['mochi_warmup']:g} epoch): kNN {diffs[('mochi_large', 'moco', 'knn_top1')]}
-  ({diffs[('mochi_large', 'moco', 'knn_top1')].verdict()}). Geometry: {geometry('mochi_large')}.
-""" + "".join(
-    f"""* {name} (N={v['mochi_n']}, s={v['mochi_s']}, s′={v['mochi_s_prime']}, one seed, exploratory):
-  kNN {knn[name]:.2f}; alignment {al[name]:.3f}, uniformity {un[name]:.3f}.
-""" for name, v in variants.items())))
+# %% [markdown]
+# Then the geometry, against the direction the paper reports: for each setting, MoCo's mean
+# → MoCHi's mean, the paired difference, and whether its interval resolves the paper's
+# direction (a larger alignment distance, a lower uniformity loss), the opposite one, or none.
+
+# %%
+paper = {"alignment": ("alignment distance", ("higher", "larger: less aligned", "smaller: better aligned")),
+         "uniformity": ("uniformity loss", ("lower", "higher: less uniform", "lower: more uniform"))}
+notebook.show(stats.bullets({
+    f"{name} − moco, {label}": stats.against_reported(diffs[(name, "moco", metric)], *words, table=table)
+    for name in ("mochi_paper", "mochi_large") for metric, (label, words) in paper.items()}))
+
+# %% [markdown]
+# The two variants keep one kind of mix of the paper's ratios: only the $s$ negative–negative
+# mixes, or only the $s'$ query–negative mixes. They ran on one seed, so they are read as
+# values, not claims: a hint of which kind of mix moves the numbers, for a run with more seeds
+# to test.
+
+# %%
+notebook.show(stats.bullets({f"{name} ({setting(overrides)}), exploratory":
+                             stats.measured(table, name, ("knn_top1", "alignment", "uniformity"))
+                             for name, overrides in variants.items()}))
+
+# %% [markdown]
+# Last, the checks: every condition's final kNN accuracy and geometry are finite numbers, and,
+# where the claims are checked (not at the smoke scale), every difference above rests on enough
+# seeds to claim anything.
 
 # %%
 assert np.isfinite(table[["knn_top1", "alignment", "uniformity"]].to_numpy()).all()

@@ -22,8 +22,25 @@
 #   \log \frac{e^{z_i\cdot z_p/t}}{\sum_{a \ne i} e^{z_i\cdot z_a/t}}$$
 #
 # with $P(i)$ the other views in the batch (all views) that share $i$'s label. With all
-# labels distinct it is SimCLR's loss. It is the upper bound of the "same-class oracle" of
+# labels distinct it is SimCLR's loss. It goes one step past the "same-class oracle" of
 # notebook 02, which only *removes* same-class negatives; SupCon also *pulls* them in.
+#
+# **Where the average sits.** The paper compares $\mathcal L^{out}$, the mean over positives
+# *outside* the log, with $\mathcal L^{in}$, the mean *inside* it,
+# $-\log \frac{1}{|P(i)|}\sum_{p} \frac{e^{z_i\cdot z_p/t}}{\sum_{a\ne i} e^{z_i\cdot z_a/t}}$.
+# The log is concave, so by Jensen's inequality $\mathcal L^{in} \le \mathcal L^{out}$. The
+# paper trains better with $\mathcal L^{out}$ (its Section 3.2). One way to see the difference:
+# inside the log, the mean over positives is dominated by its largest term, so one easy
+# positive can lower the loss while the others stay far; outside it, every positive has its
+# own term, so each one is pulled in.
+#
+# **Hard positives and negatives.** The paper also shows (same section) that, with normalised
+# embeddings, the gradient of each term is large for hard positives (dissimilar views of the
+# class) and hard negatives (similar samples of other classes), and small for easy ones: the
+# loss mines them without an explicit selection step.
+#
+# The parameters: the comparison schedule `base` shared with notebooks 02–06, the `seeds` of the
+# key comparisons, and whether the claims about trained models are checked.
 
 # %% tags=["parameters"]
 scale = "cpu"                 # smoke | cpu | gpu
@@ -35,18 +52,26 @@ check_claims = True           # assert the claims about trained models (off at t
 import numpy as np
 import torch
 import torch.nn.functional as F
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from cl import losses, notebook, plots, study, train
-from cl.plots import source
+from cl import config, losses, notebook, plots, stats, study
 
-NB = notebook.start(scale=scale, base=base, seeds=seeds, check_claims=check_claims)
-
-# %%
-source(losses.supcon)
+this_notebook = notebook.start(globals())
+cfg = config.Config.from_dict(base)
 
 # %% [markdown]
-# With every label distinct, SupCon is SimCLR's NT-Xent (the tests check it exactly):
+# The loss as `cl/losses.py` computes it: a mask of each anchor's positives (same label, itself
+# excluded), the log-softmax of its row over every other view, and the mean of that log-softmax
+# over the positives, outside the log as in $\mathcal L^{out}$.
+
+# %%
+notebook.show_source(losses.supcon)
+
+# %% [markdown]
+# With every label distinct, the only positive of a view is the other view of its own image,
+# and SupCon is SimCLR's NT-Xent. The next cell checks it on 8 random images × 2 views: NT-Xent
+# written out by hand (the log-sum-exp of each row, self excluded, minus the partner's logit)
+# against `losses.supcon` with distinct labels. `tests/test_losses.py` checks the same identity.
 
 # %%
 g = torch.Generator().manual_seed(0)
@@ -64,18 +89,27 @@ print(f"SupCon with distinct labels {losses.supcon(z, distinct, 0.1):.4f} = NT-X
 #
 # SupCon is an in-batch loss (`source: batch`, both views through the query encoder). We put
 # it beside MoCo v2, the same-class oracle of notebook 02 (reused), and SimCLR's InfoNCE on the
-# same in-batch source (notebook 03), all on the comparison schedule.
+# same in-batch source (notebook 03), all on the comparison schedule. In SupCon's batch of $2B$
+# views, an anchor's positives are all the other views of its class: with Fashion-MNIST's ten
+# balanced classes, about a tenth of the batch. MoCo v2, SupCon and the oracle train on
+# every seed; SimCLR on the first seed only, as context. The table gives each condition's final
+# metrics, mean ± std over its seeds.
 
 # %%
 results = study.run_groups([({"moco": {}, "supcon": {"loss": "supcon", "source": "batch"},
                               "drop_same_class": {"select": "drop_same_class"}}, base, seeds),
                             # simclr: one seed, context
-                            ({"simclr": {"source": "batch"}}, base, seeds[:1])], scale, NB)
-table = study.mean_std(results)
-display(study.formatted(table))
+                            ({"simclr": {"source": "batch"}}, base, seeds[:1])], scale, this_notebook)
+table = stats.mean_std(results)
+display(stats.formatted(table))
+
+# %% [markdown]
+# kNN top-1 of each condition, mean ± std over its seeds (SimCLR, on one seed, has no bar).
+# The order of the bars is the first reading; the paired intervals below say which gaps the
+# seeds resolve.
 
 # %%
-plots.means(table, "knn_top1", title=f"{train.Config.from_dict(base).epochs} epochs");
+plots.means(table, "knn_top1", title=f"{stats.plural(cfg.epochs, 'epoch')}");
 
 # %% [markdown]
 # ## What we measured, against what the paper reported
@@ -83,24 +117,35 @@ plots.means(table, "knn_top1", title=f"{train.Config.from_dict(base).epochs} epo
 # The paper (ResNet-50): CIFAR-10 96.0 %, CIFAR-100 76.5 %, above cross-entropy and
 # SimCLR. Labels are used in training here, so SupCon is not a self-supervised method: it is
 # the ceiling of what "knowing which negatives are false" can buy.
+#
+# Three paired comparisons: SupCon against MoCo v2 (what labels buy in all), SupCon against the
+# oracle (what pulling same-class samples in adds to no longer pushing them away), and the
+# oracle against MoCo v2 (what removing the false negatives alone buys). The table gives each
+# difference in kNN and linear-probe top-1, paired by seed, with its 95 % t interval.
 
 # %%
 pairs = [("supcon", "moco"), ("supcon", "drop_same_class"), ("drop_same_class", "moco")]
-diffs = {pair: study.paired_difference(results, *pair) for pair in pairs}
-linear = {pair: study.paired_difference(results, *pair, metric="linear_top1") for pair in pairs}
-display(study.differences(results, pairs))
-line = lambda a, b: f"{diffs[(a, b)]} ({diffs[(a, b)].verdict()}; linear {linear[(a, b)]})"
-knn = table["knn_top1"]
-display(Markdown(f"""
-Conclusions at {train.Config.from_dict(base).epochs} epochs (kNN points, 95 % interval over seeds):
+diffs = {pair: stats.paired_difference(results, *pair) for pair in pairs}
+linear = {pair: stats.paired_difference(results, *pair, metric="linear_top1") for pair in pairs}
+display(stats.differences(results, pairs))
 
-* SupCon − MoCo v2: {line('supcon', 'moco')}.
-* SupCon − the same-class oracle (which only removes same-class negatives): \
-{line('supcon', 'drop_same_class')}.
-* The oracle − MoCo v2: {line('drop_same_class', 'moco')}.
-* SimCLR's InfoNCE on the same in-batch source (t = {train.Config.from_dict(base).t:g}, one seed, \
-context only): {knn['simclr']:.2f} %.
-"""))
+# %% [markdown]
+# The conclusions in words: each line is the kNN difference in points with the verdict its
+# interval allows, the linear-probe difference beside it; SimCLR's single seed is read as a value.
+
+# %%
+conclusions = {"SupCon − MoCo v2": stats.compared(results, "supcon", "moco"),
+               "SupCon − the same-class oracle": stats.compared(results, "supcon", "drop_same_class"),
+               "The oracle − MoCo v2": stats.compared(results, "drop_same_class", "moco"),
+               f"SimCLR's InfoNCE, in-batch, t = {cfg.t:g} (context)": stats.measured(table, "simclr")}
+notebook.show(f"Conclusions at {stats.plural(cfg.epochs, 'epoch')} (kNN points, 95 % intervals over seeds):"
+              "\n\n" + stats.bullets(conclusions))
+
+# %% [markdown]
+# The checks: every condition's final kNN accuracy is a finite number, and, where the claims are
+# checked (not at the smoke scale), every comparison rests on enough seeds to claim anything.
+
+# %%
 assert np.isfinite(table["knn_top1"]).all()
 if check_claims:
     assert all(x.claims for x in diffs.values()) and all(x.claims for x in linear.values())

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cl import analysis, cli, difficulty, study, train
+from cl import analysis, cli, difficulty, parameters, stats, study, train
 
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
             epochs=3, monitor_bank=128, linear_epochs=5, probe=60, device="cpu")
@@ -20,7 +20,7 @@ def trained(tmp_path_factory):
 
 
 def test_a_runs_probe_is_read_epoch_by_epoch(trained):
-    record = analysis.load_probe(trained)
+    record = analysis.load_probe_set(trained)
     assert list(record.embeddings) == [1, 2, 3] and record.embeddings[3].shape == (60, 8)
     assert record.config["epochs"] == 3 and record.labels.shape == record.indices.shape == (60,)
 
@@ -28,18 +28,19 @@ def test_a_runs_probe_is_read_epoch_by_epoch(trained):
 def test_a_missing_or_unprobed_run_is_one_line_naming_the_fix(trained, tmp_path):
     missing = "nothing_s0 is not a finished run .*run the notebook that trains it"
     with pytest.raises(cli.UserError, match=missing):
-        analysis.load_probe(tmp_path / "nothing_s0")
+        analysis.load_probe_set(tmp_path / "nothing_s0")
     unprobed = tmp_path / "unprobed"
     train.run({**TINY, "epochs": 1, "probe": 0}, unprobed, progress=False)
-    with pytest.raises(cli.UserError, match="has no probe.pt .*delete the folder and run its notebook again"):
-        analysis.load_probe(unprobed)
+    no_probe_set = r"has no probe.pt \(it was trained with probe: 0\): train it with a probe set"
+    with pytest.raises(cli.UserError, match=no_probe_set):
+        analysis.load_probe_set(unprobed)
 
 
 def test_consistency_of_a_fixed_geometry_is_one_and_beats_its_controls():
     g = torch.Generator().manual_seed(0)
     z = F.normalize(torch.randn(40, 6, generator=g), dim=1)
     labels = torch.arange(40) % 4
-    record = analysis.ProbeRecord(torch.arange(40), labels, {1: z, 2: z, 3: z}, {})
+    record = analysis.ProbeSet(torch.arange(40), labels, {1: z, 2: z, 3: z}, {})
     table = analysis.consistency(record)
     assert list(table.index) == [1, 2] and table["observed"].tolist() == pytest.approx([1.0, 1.0])
     assert (table["within_class_pairs"] < 0.5).all() and (table["global"].abs() < 0.1).all()
@@ -81,20 +82,20 @@ def test_labelled_pairs_read_the_ranked_table():
 
 @pytest.mark.parametrize("values, expected", [
     ([0.5, 0.6, 0.55], "better"), ([-0.5, -0.6, -0.55], "worse"), ([0.5, -0.6, 0.1], "no effect resolved"),
-    ([0.5], "1 seed: no claim"), ([0.5, 0.4], "2 seeds: no claim"),
+    ([0.5], "1 seed, no claim"), ([0.5, 0.4], "2 seeds, no claim"),
 ])
 def test_the_words_of_an_interval_over_seeds(values, expected):
-    words = study.interval_words(values, "better", "worse")
+    interval = stats.t_interval(values)
+    words = interval.words("better", "worse")
     assert words.endswith(expected) or expected in words
     if len(values) >= 3:
-        mean, low, high = study.t_interval(values)
-        assert f"[{low:+.3f}, {high:+.3f}]" in words and not math.isnan(low)
+        assert f"[{interval.low:+.3f}, {interval.high:+.3f}]" in words and not math.isnan(interval.low)
 
 
 def test_the_parameters_command_prints_a_notebooks_merged_parameters(capsys):
     assert study.main(["parameters", "--scale", "smoke", "--only", "03_debiased"]) == 0
     printed = cli.load_yaml(capsys.readouterr().out)
-    assert printed == study.parameters("smoke", "03_debiased") and "paper_setting" in printed
+    assert printed == parameters.parameters("smoke", "03_debiased") and "paper_setting" in printed
     assert study.main(["parameters", "--scale", "smoke"]) == 1
     assert "parameters needs one notebook: --only NAME" in capsys.readouterr().err
     assert json.dumps(printed)  # plain YAML types, as papermill -f reads them

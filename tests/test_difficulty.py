@@ -12,12 +12,12 @@ from cl.difficulty import (
     NEITHER,
     SAME_CLASS,
     class_pair_difficulty,
-    difficulty_percentiles,
-    difficulty_semantic_correlation,
     negative_share,
     negative_vs_pair,
     pair_consistency,
+    percentiles,
     ranked_class_pairs,
+    semantic_correlation,
     semantic_levels,
     shuffled_globally,
     shuffled_within_class_pairs,
@@ -37,7 +37,7 @@ def at_angles(degrees):
 
 
 def random_percentiles(n_probe=40, dim=8, seed=0):
-    return difficulty_percentiles(F.normalize(torch.randn(n_probe, dim, generator=generator(seed)), dim=1))
+    return percentiles(F.normalize(torch.randn(n_probe, dim, generator=generator(seed)), dim=1))
 
 
 def class_determined(labels, seed=0):
@@ -52,7 +52,7 @@ def chance_bound(n_pairs, n_sd=4):
     return n_sd / math.sqrt(n_pairs - 1)
 
 
-# --- difficulty_percentiles -------------------------------------------------------------------------
+# --- percentiles -------------------------------------------------------------------------
 
 def test_percentiles_of_a_hand_made_probe_set():
     # A = (1, 0), B = (0, 1), C = (−1, 0), D = (0.6, 0.8); every similarity is exact, so B's row
@@ -64,7 +64,7 @@ def test_percentiles_of_a_hand_made_probe_set():
         [0.0, 1.0, NAN, 0.5],  # C: B (0) > D (−0.6) > A (−1)
         [0.5, 1.0, 0.0, NAN],  # D: B (0.8) > A (0.6) > C (−0.6)
     ], dtype=torch.float64)
-    torch.testing.assert_close(difficulty_percentiles(z), expected, equal_nan=True)
+    torch.testing.assert_close(percentiles(z), expected, equal_nan=True)
 
 
 def test_every_row_without_ties_holds_k_over_n_minus_1_and_the_diagonal_is_nan():
@@ -77,7 +77,7 @@ def test_every_row_without_ties_holds_k_over_n_minus_1_and_the_diagonal_is_nan()
 
 def test_percentiles_need_two_negatives_per_query():
     with pytest.raises(ValueError, match="P >= 3"):
-        difficulty_percentiles(torch.eye(2))
+        percentiles(torch.eye(2))
 
 
 # --- class_pair_difficulty -------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def test_class_pair_difficulty_finds_the_class_built_to_be_hardest():
     # so each class-0 query gives class 1 the percentiles 1 and 3/4, its own class 1/2, class 2 1/4 and 0.
     z = at_angles([0.0, 100.0, 45.0, 55.0, 230.0, 250.0])
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    difficulty = class_pair_difficulty(difficulty_percentiles(z), labels, 3)
+    difficulty = class_pair_difficulty(percentiles(z), labels, 3)
     torch.testing.assert_close(difficulty[0], torch.tensor([0.5, 0.875, 0.125], dtype=torch.float64))
     assert int(difficulty[0].argmax()) == 1
 
@@ -108,7 +108,7 @@ def test_class_pair_difficulty_keeps_same_class_pairs_and_symmetrises():
                                (expected + expected.T).double() / 2, equal_nan=True)
 
 
-# --- semantic_levels and difficulty_semantic_correlation -------------------------------------------
+# --- semantic_levels and semantic_correlation -------------------------------------------
 
 def test_difficulty_rising_with_semantic_similarity_gives_ordered_levels_and_rho_one():
     # Two images per class, classes 0 and 1 close (pair A), 2 and 3 close (pair B):
@@ -120,16 +120,16 @@ def test_difficulty_rising_with_semantic_similarity_gives_ordered_levels_and_rho
     z = torch.tensor([a0, a0, a1, a1, b0, b0, b1, b1], dtype=torch.float64)
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     similarity = torch.tensor([[3, 2, 1, 1], [2, 3, 1, 1], [1, 1, 3, 2], [1, 1, 2, 3]], dtype=torch.float64)
-    percentiles = difficulty_percentiles(z)
+    ranks = percentiles(z)
 
-    levels = semantic_levels(percentiles, labels, similarity)
+    levels = semantic_levels(ranks, labels, similarity)
     assert list(levels) == [1.0, 2.0, SAME_CLASS]
     # ordered class pairs × 2 × 2 images: 8 across, 4 within A or B; same class: 4 classes × 2 ordered twins
     assert [len(v) for v in levels.values()] == [32, 16, 8]
     for values, expected in zip(levels.values(), [0.25, 0.75, 1.0]):
         torch.testing.assert_close(values, torch.full_like(values, expected))
 
-    correlation = difficulty_semantic_correlation(class_pair_difficulty(percentiles, labels, 4), similarity)
+    correlation = semantic_correlation(class_pair_difficulty(ranks, labels, 4), similarity)
     assert correlation.rho == pytest.approx(1.0)
     assert correlation.n_pairs == 6
     assert correlation.p_value < 0.05
@@ -184,8 +184,8 @@ def test_ranked_class_pairs_labels_constructed_pairs_at_the_thirds():
 
 def test_correlation_over_the_45_pairs_is_plus_or_minus_one_for_monotone_difficulty():
     similarity = ten_class_similarity(seed=1)
-    rising = difficulty_semantic_correlation(similarity ** 3, similarity)
-    falling = difficulty_semantic_correlation(-similarity, similarity)
+    rising = semantic_correlation(similarity ** 3, similarity)
+    falling = semantic_correlation(-similarity, similarity)
     assert (rising.rho, rising.n_pairs) == (pytest.approx(1.0), 45)
     assert falling.rho == pytest.approx(-1.0)
 

@@ -20,8 +20,9 @@ import pytest
 import torch
 import yaml
 
-from cl import data, train
-from cl.train import CheckpointError, Config, ConfigError, DiskFull, RunLocked, TrainingDiverged
+from cl import config, data, run_folder, train
+from cl.config import Config, ConfigError
+from cl.run_folder import CheckpointError, DiskFull, RunLocked, TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_A_CHECKPOINT = pickle.dumps({"model": "not tensors"}) * 100
@@ -90,7 +91,7 @@ def test_a_batch_larger_than_the_loaded_data_is_refused_before_anything_is_writt
                           ["a"], None, "imagefolder:tiny")
     with pytest.raises(ConfigError, match=r"batch_size must be in \[2, 40\] \(the 40 training images of "
                                           r"imagefolder:tiny\), got 64"):
-        train.check_data(Config.from_dict(TINY), images)
+        config.check_data(Config.from_dict(TINY), images)
 
 
 def test_every_number_has_a_range_and_every_string_its_choices():
@@ -100,13 +101,13 @@ def test_every_number_has_a_range_and_every_string_its_choices():
     # splits (test_imagefolder.py), the class sets of a transfer run (test_transfer.py)
     free = {"dataset", "device", "train_split", "test_split", "train_classes", "eval_classes"}
     strings = {name for name, kind in fields.items() if kind == "str"} - free
-    assert set(train.RANGES) == numbers and set(train.CHOICES) == strings
+    assert set(config.RANGES) == numbers and set(config.CHOICES) == strings
 
 
 def test_numbers_are_read_as_people_write_them(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("weight_decay: 5e-4\nlr: 1e6\nt: 1E-1\nknn_t: .5e-1\n")
-    cfg = train.load_config(path)
+    cfg = config.load_config(path)
     assert (cfg.weight_decay, cfg.lr, cfg.t, cfg.knn_t) == (5e-4, 1e6, 0.1, 0.05)
     # papermill's YAML 1.1 reader hands 5e-4 over as a string
     assert Config.from_dict({"weight_decay": "5e-4"}).weight_decay == 5e-4
@@ -116,11 +117,11 @@ def test_an_empty_or_missing_config_file_is_refused_and_an_empty_mapping_is_the_
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match=r"empty.yaml is empty: write the parameters to change, or \{\} "):
-        train.load_config(empty)
+        config.load_config(empty)
     with pytest.raises(ConfigError, match=r"no config file .*missing.yaml"):
-        train.load_config(tmp_path / "missing.yaml")
+        config.load_config(tmp_path / "missing.yaml")
     empty.write_text("{}\n")
-    assert train.load_config(empty) == Config()
+    assert config.load_config(empty) == Config()
 
 
 # --------------------------------------------------------------------------- divergence
@@ -247,7 +248,7 @@ def test_a_killed_run_releases_its_folder_and_resumes(tmp_path):
 def test_under_torchrun_a_held_folder_is_refused_with_its_holder(tmp_path):
     cfg, run_dir = tmp_path / "c.yaml", tmp_path / "run"
     cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
-    lock = train.RunLock(run_dir)
+    lock = run_folder.RunLock(run_dir)
     try:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                     "--master_port", "29521"]
@@ -265,12 +266,12 @@ def test_under_torchrun_a_held_folder_is_refused_with_its_holder(tmp_path):
 
 def test_the_lock_names_its_holder_and_goes_with_its_release(tmp_path):
     run_dir = tmp_path / "run"
-    lock = train.RunLock(run_dir)
+    lock = run_folder.RunLock(run_dir)
     with pytest.raises(RunLocked, match=rf"in use by process {os.getpid()} on "):
-        train.RunLock(run_dir)
+        run_folder.RunLock(run_dir)
     lock.release()
     assert not run_dir.exists()  # it made the folder and nothing else was written there
-    train.RunLock(run_dir).release()
+    run_folder.RunLock(run_dir).release()
 
 
 # --------------------------------------------------------------------------- checkpoints and disks

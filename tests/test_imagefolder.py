@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from cl import augment, train
-from cl.train import Config, ConfigError
+from cl.config import Config, ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from cl import models, negatives
+from cl import mochi, models
 from cl.moco import MoCo, shuffle_batch, unshuffle_batch
 from cl.negatives import batch_pairs
 
@@ -59,15 +59,15 @@ def test_queue_is_fifo_and_keeps_labels_and_indices():
 
 
 def test_mochis_similarity_table_follows_the_queue_through_enqueue_and_loading():
-    moco, mochi = tiny_moco(K=10), negatives.Mochi(4, 2, 1)
+    moco, synthesis = tiny_moco(K=10), mochi.Mochi(4, 2, 1)
     similarity = lambda m, table: table.pair_similarity(m.queue, m.queue_ptr, i, j)
     i, j = torch.meshgrid(torch.arange(10), torch.arange(10), indexing="ij")
-    torch.testing.assert_close(similarity(moco, mochi), moco.queue @ moco.queue.T)
+    torch.testing.assert_close(similarity(moco, synthesis), moco.queue @ moco.queue.T)
     for step in range(5):  # 3 keys a step into 10 slots: wraps around the end of the queue
         keys = F.normalize(torch.randn(3, 8), dim=1)
-        mochi.enqueued(moco.queue, moco.enqueue(keys, torch.zeros(3, dtype=torch.long), torch.arange(3)))
-        torch.testing.assert_close(similarity(moco, mochi), moco.queue @ moco.queue.T)
-    other, table = tiny_moco(K=10), negatives.Mochi(4, 2, 1)
+        synthesis.enqueued(moco.queue, moco.enqueue(keys, torch.zeros(3, dtype=torch.long), torch.arange(3)))
+        torch.testing.assert_close(similarity(moco, synthesis), moco.queue @ moco.queue.T)
+    other, table = tiny_moco(K=10), mochi.Mochi(4, 2, 1)
     similarity(other, table)
     other.load_state_dict(moco.state_dict())
     table.forget()
@@ -130,8 +130,9 @@ def test_batch_pairs_is_the_simclr_source():
 def _worker(rank, world, init_file, out_dir, overrides):
     import torch.distributed as dist
 
+    from cl.config import Config
     from cl.progress import RunProgress
-    from cl.train import Config, Trainer
+    from cl.train import Trainer
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cfg = Config.from_dict(dict(train_subset=256, test_subset=64, width=4, hidden=16, dim=8, queue=256,

@@ -3,13 +3,14 @@ import nbformat
 import papermill
 import pytest
 
-from cl import study
-from cl.study import ParameterError
+import cl
+from cl import parameters, study
+from cl.parameters import ParameterError
 
-SMOKE = study.parameters("smoke", "01_moco_v2")
+SMOKE = parameters.parameters("smoke", "01_moco_v2")
 
 
-@pytest.mark.parametrize("parameters, message", [
+@pytest.mark.parametrize("bad, message", [
     (dict(scale="bogus"), r"parameter scale: 'bogus' is not a scale: use one of smoke, cpu, gpu"),
     (dict(base={"lr": -1}), r"parameter base: lr must be in \(0, inf\), got -1.0"),
     (dict(base={"epoch": 3}), r"parameter base: unknown parameter 'epoch' \(did you mean 'epochs'\?\)"),
@@ -26,29 +27,29 @@ SMOKE = study.parameters("smoke", "01_moco_v2")
     (dict(check_claims="yes"), r"parameter check_claims: 'yes' is not True or False"),
     (dict(knn_target=float("nan")), r"parameter knn_target: nan is not a finite number"),
 ])
-def test_a_bad_parameter_is_named_with_its_fix(parameters, message):
+def test_a_bad_parameter_is_named_with_its_fix(bad, message):
     with pytest.raises(ParameterError, match=message):
-        study.check_parameters(**{**SMOKE, **parameters})
+        parameters.check_parameters(**{**SMOKE, **bad})
 
 
 def test_good_parameters_pass_and_overrides_extend_base():
-    study.check_parameters(**{**SMOKE, "seeds": [0, 1, 2]}, conditions={"moco": {}, "hard": {"loss": "hard"}},
-                           variant={"t": 0.2})
-    for scale in study.SCALES:  # every parameter file of the project
-        study.check_notebook_parameters(scale)
+    parameters.check_parameters(**{**SMOKE, "seeds": [0, 1, 2]},
+                                conditions={"moco": {}, "hard": {"loss": "hard"}}, variant={"t": 0.2})
+    for scale in parameters.SCALES:  # every parameter file of the project
+        parameters.check_notebook_parameters(scale)
 
 
 def test_a_parameter_file_is_checked_against_the_notebook(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "PARAMS", tmp_path)
+    monkeypatch.setattr(cl, "PARAMS", tmp_path)
     (tmp_path / "smoke").mkdir()
     (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseeds: [0]\n")
     path = tmp_path / "smoke" / "01_moco_v2.yaml"
     path.write_text("scale: smoke\nepochs: 3\n")
     unknown = (r"01_moco_v2.yaml \(with smoke/base.yaml\): epochs is not a parameter of the notebook \(its "
                r"parameters: scale, base, check_claims, knn_target, baseline, seeds\); "
-               r"cl.train.Config keys go in base")
+               r"cl.config.Config keys go in base")
     with pytest.raises(ParameterError, match=unknown):
-        study.check_notebook_parameters("smoke", ["01_moco_v2"])
+        parameters.check_notebook_parameters("smoke", ["01_moco_v2"])
     path.write_text("scale: smoke\nbase: {weight_decay: 5e-4, lr: -0.1}\n")
     with pytest.raises(ParameterError,
                        match=r"01_moco_v2.yaml \(with smoke/base.yaml\): parameter base: lr must be in"):
@@ -64,10 +65,10 @@ def test_a_parameter_file_is_checked_against_the_notebook(tmp_path, monkeypatch)
 def test_papermill_stops_in_the_cell_after_the_parameters_and_nothing_runs(injected, message, tmp_path,
                                                                         monkeypatch):
     monkeypatch.setenv("NEGATIVES_RUNS", str(tmp_path / "runs"))
-    source = study._ipynb(study.NOTEBOOKS / "01_moco_v2.py", tmp_path / "01_moco_v2.ipynb")
+    source = study._ipynb(cl.NOTEBOOKS / "01_moco_v2.py", tmp_path / "01_moco_v2.ipynb")
     with pytest.raises(papermill.PapermillExecutionError) as failure:
         papermill.execute_notebook(source, tmp_path / "out.ipynb", parameters={**SMOKE, **injected},
-                                   cwd=study.NOTEBOOKS, kernel_name="python3", progress_bar=False)
+                                   cwd=cl.NOTEBOOKS, kernel_name="python3", progress_bar=False)
     assert f"{failure.value.ename}: {failure.value.evalue}".startswith(message)
     cells = [c for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells if c.cell_type == "code"]
     injected_at = next(i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", []))
@@ -80,16 +81,16 @@ def test_papermill_stops_in_the_cell_after_the_parameters_and_nothing_runs(injec
 
 def test_a_notebook_takes_the_shared_parameters_it_declares_and_its_own_file_overrides_them(
         tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "PARAMS", tmp_path)
+    monkeypatch.setattr(cl, "PARAMS", tmp_path)
     (tmp_path / "smoke").mkdir()
     (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseeds: [0, 1]\nbase: {epochs: 2}\n"
                                                   "paper_setting: {t: 0.5}\n")
     (tmp_path / "smoke" / "01_moco_v2.yaml").write_text("seeds: [3]\n")
     # no paper_setting
-    assert study.parameters("smoke", "00_contrastive_learning") == {"scale": "smoke", "seeds": [0, 1],
+    assert parameters.parameters("smoke", "00_contrastive_learning") == {"scale": "smoke", "seeds": [0, 1],
                                                                      "base": {"epochs": 2}}
-    assert study.parameters("smoke", "01_moco_v2")["seeds"] == [3]
-    assert study.parameters("smoke", "03_debiased")["paper_setting"] == {"t": 0.5}
+    assert parameters.parameters("smoke", "01_moco_v2")["seeds"] == [3]
+    assert parameters.parameters("smoke", "03_debiased")["paper_setting"] == {"t": 0.5}
     (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseed: [0]\n")
     with pytest.raises(ParameterError, match=r"smoke/base.yaml: seed is a parameter of no notebook"):
-        study.check_notebook_parameters("smoke")
+        parameters.check_notebook_parameters("smoke")

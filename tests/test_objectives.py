@@ -5,8 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from cl import losses, objectives, train
-from cl.train import Config, ConfigError
+from cl import config, losses, objectives, train
+from cl.config import Config, ConfigError
+from cl.moco import MoCo
 
 TINY = dict(train_subset=256, test_subset=64, width=4, hidden=16, dim=8, queue=256, batch_size=64,
             monitor_bank=64, linear_epochs=1, probe=0, device="cpu")
@@ -24,13 +25,14 @@ def test_every_registered_objective_trains_one_step_from_every_source_it_accepts
     monkeypatch.setitem(objectives.OBJECTIVES, name, dataclasses.replace(objective, loss=spy))
     trainer = train.Trainer(Config.from_dict({**TINY, "loss": name, "source": source}))
     before = [p.detach().clone() for p in trainer.encoder.parameters()]
-    loss, last = trainer.train_step(torch.arange(64), progress=0.0)
+    loss, last = trainer.train_step(torch.arange(64), 0.0)
     assert len(seen) == 1 and torch.isfinite(torch.tensor(loss))
     rows = 64 if source == "queue" else 128  # the batch source's anchors are both views
     assert seen[0].pos.shape == (rows,) and seen[0].z.shape == (rows, 8) and seen[0].labels.shape == (rows,)
     assert seen[0].neg.shape == (rows, {"queue": 256, "batch": 126, "none": 0}[source])
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.encoder.parameters()))  # it stepped
-    assert (trainer.moco is None) == (source != "queue")  # no key encoder or queue where nothing reads them
+    # no key encoder or queue where nothing reads them
+    assert isinstance(trainer.model, MoCo) == (source == "queue")
 
 
 def test_an_unknown_objective_is_refused_by_name_never_trained_as_another():
@@ -43,13 +45,13 @@ def test_an_unknown_objective_is_refused_by_name_never_trained_as_another():
 def test_a_new_objective_is_one_entry_the_config_and_the_step_then_use(monkeypatch):
     scaled = objectives.Objective(lambda cfg, s: 2 * losses.info_nce(s.pos, s.neg, cfg.t), sources=("batch",))
     monkeypatch.setitem(objectives.OBJECTIVES, "twice_info_nce", scaled)
-    monkeypatch.setitem(train.CHOICES, "loss", tuple(objectives.OBJECTIVES))
+    monkeypatch.setitem(config.CHOICES, "loss", tuple(objectives.OBJECTIVES))
     with pytest.raises(ConfigError,
                        match="twice_info_nce takes its negatives from batch: use source='batch'"):
         Config.from_dict({**TINY, "loss": "twice_info_nce"})
     cfg = Config.from_dict({**TINY, "loss": "twice_info_nce", "source": "batch"})
     torch.manual_seed(0)
-    twice, _ = train.Trainer(cfg).train_step(torch.arange(64), progress=0.0)
+    twice, _ = train.Trainer(cfg).train_step(torch.arange(64), 0.0)
     torch.manual_seed(0)
     once, _ = train.Trainer(Config.from_dict({**TINY, "source": "batch"})).train_step(torch.arange(64),
                                                                                       progress=0.0)
@@ -95,7 +97,7 @@ def test_byol_moves_its_target_by_momentum_and_never_by_gradient():
     trainer = train.Trainer(Config.from_dict({**TINY, "loss": "byol", "source": "none", "moco_m": 0.9}))
     siamese = trainer.model
     assert all(not p.requires_grad for p in siamese.target.parameters())
-    trainer.train_step(torch.arange(64), progress=0.0)  # a gradient step: the online network moves away
+    trainer.train_step(torch.arange(64), 0.0)  # a gradient step: the online network moves away
     x = trainer.views(trainer.train_set.images[:64], torch.Generator().manual_seed(1))
     before = [p.detach().clone() for p in siamese.target.parameters()]
     online = [p.detach().clone() for p in siamese.encoder.parameters()]
@@ -123,6 +125,6 @@ def test_simsiams_predictor_can_keep_its_learning_rate_and_byols_target_momentum
                                            "target_schedule": "cosine", "moco_m": 0.9, "epochs": 4}))
     momentum = []
     for progress in (0.0, 2.0, 4.0):
-        byol.train_step(torch.arange(64), progress=progress)
+        byol.train_step(torch.arange(64), progress)
         momentum.append(byol.model.momentum)
     assert momentum == pytest.approx([0.9, 0.95, 1.0])

@@ -5,18 +5,19 @@ import dataclasses
 import pytest
 import torch
 
-from cl import study
-from cl.train import Config, Trainer
+from cl import parameters
+from cl.config import Config
+from cl.train import Trainer
 
-# keys of a notebook's parameters that hold cl.train.Config overrides (one dict, or a dict of dicts)
+# keys of a notebook's parameters that hold cl.config.Config overrides (one dict, or a dict of dicts)
 OVERRIDES = ("paper_setting", "mochi", "mochi_large", "baseline", "transfer", "larger_bank", "small_queue",
              "mined_nearest", "mined_votes", "mined_random")
 NAMED_OVERRIDES = ("variants", "positives")
 
 
 def gpu_conditions():
-    for py in study.notebooks():
-        params = study.parameters("gpu", py.stem)
+    for py in parameters.notebooks():
+        params = parameters.parameters("gpu", py.stem)
         if "base" not in params:  # a notebook that trains nothing (07 reads the others' runs)
             continue
         base = params["base"]
@@ -69,5 +70,5 @@ def test_gpu_condition_trains_one_step_on_cpu(name):
                                queue=max(cfg.mochi_n, cfg.mined_queue, 256), monitor_bank=64, linear_epochs=1)
     tiny.validate()
     run = Trainer(tiny)
-    loss, _ = run.train_step(torch.arange(64), progress=cfg.epochs / 2)
+    loss, _ = run.train_step(torch.arange(64), cfg.epochs / 2)
     assert torch.isfinite(torch.tensor(loss))

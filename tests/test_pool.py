@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from cl import cli, pool, progress, study, train
+import cl
+from cl import cli, config, pool, progress, study
 
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
             epochs=2, monitor_bank=128, linear_epochs=10, device="cpu")
@@ -18,7 +19,7 @@ TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=
 
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "RUNS", tmp_path)
+    monkeypatch.setattr(cl, "RUNS", tmp_path)
     monkeypatch.setenv(pool.ENV, "2")
     return tmp_path
 
@@ -55,7 +56,7 @@ def test_a_run_that_fails_beside_others_is_one_line_and_the_others_finish(runs):
 def test_a_bad_number_of_workers_is_refused(value, monkeypatch):
     monkeypatch.setenv(pool.ENV, value)
     with pytest.raises(cli.UserError, match=rf"NEGATIVES_WORKERS='{value}' is not a number of runs"):
-        pool.workers(train.Config(device="cpu"))
+        pool.workers(config.Config(device="cpu"))
 
 
 def test_one_worker_trains_in_this_process(runs, monkeypatch, capsys):
@@ -69,8 +70,8 @@ def test_one_worker_trains_in_this_process(runs, monkeypatch, capsys):
 def test_ctrl_c_stops_every_run_at_a_clean_point_and_says_where_each_resumes(tmp_path):
     script = textwrap.dedent(f"""
         from cl import cli, study
-        study.RUNS = {str(tmp_path)!r}
-        import pathlib; study.RUNS = pathlib.Path(study.RUNS)
+        cl.RUNS = {str(tmp_path)!r}
+        import pathlib; cl.RUNS = pathlib.Path(cl.RUNS)
         try:
             study.run_conditions({{"a": {{}}, "b": {{}}}}, {dict(TINY, epochs=40)!r}, [0], "s", "nb")
         except cli.Interrupted as error:

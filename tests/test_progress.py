@@ -4,6 +4,7 @@ import json
 
 import nbformat
 
+import cl
 from cl import progress, study, train
 
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
@@ -38,7 +39,7 @@ def test_the_terminal_bar_follows_the_progress_file(tmp_path):
 def test_an_executed_notebook_keeps_a_line_per_epoch_not_a_line_per_step(tmp_path, monkeypatch):
     """What `make run` records: the notebook and its HTML hold the run's two lines, no progress bar."""
     monkeypatch.setenv("NEGATIVES_RUNS", str(tmp_path))
-    monkeypatch.setattr(study, "RUNS", tmp_path)
+    monkeypatch.setattr(cl, "RUNS", tmp_path)
     study.execute("smoke", ["01_moco_v2"])
     executed = tmp_path / "smoke" / "notebooks" / "01_moco_v2.ipynb"
     streams = ["".join(o.text) for c in nbformat.read(executed, as_version=4).cells

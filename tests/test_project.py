@@ -7,7 +7,7 @@ from pathlib import Path
 import jupytext
 import yaml
 
-from cl import study
+from cl import parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +27,8 @@ def test_environment_yml_and_requirements_carry_the_same_pins():
 
 
 def test_every_notebook_is_a_paired_percent_script_with_a_parameters_cell():
-    assert study.notebooks(), "no notebooks found"
-    for py in study.notebooks():
+    assert parameters.notebooks(), "no notebooks found"
+    for py in parameters.notebooks():
         nb = jupytext.read(py)
         assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "percent", py
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -36,12 +36,12 @@ def test_every_notebook_is_a_paired_percent_script_with_a_parameters_cell():
 
 
 def test_every_notebook_has_parameters_at_every_scale_and_they_name_real_variables():
-    for py in study.notebooks():
+    for py in parameters.notebooks():
         nb = jupytext.read(py)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         defined = set(re.findall(r"^(\w+)\s*=", cell.source, re.M))
-        for scale in study.SCALES:
-            params = study.parameters(scale, py.stem)
+        for scale in parameters.SCALES:
+            params = parameters.parameters(scale, py.stem)
             unknown = set(params) - defined
             assert not unknown, f"params/{scale}/{py.stem}.yaml sets {unknown}, not in the parameters cell"
 

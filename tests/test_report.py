@@ -11,7 +11,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from cl import report, study
+import cl
+from cl import parameters, report, study, summary
 from cl.cli import UserError
 
 EQUATION = r"$$\mathcal L = -\log \frac{e^{q\cdot k^+/t}}{\sum_j e^{q\cdot k_j/t}}$$"
@@ -34,7 +35,7 @@ def figure_cell(figure: str, tags=()):
 
 def executed_notebook(scale: str, name: str, cells: list) -> Path:
     """An executed notebook and its HTML page (a stand-in: the report only links to it)."""
-    folder = study.RUNS / scale / "notebooks"
+    folder = cl.RUNS / scale / "notebooks"
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(new_notebook(cells=[new_markdown_cell(f"# {name}\n\n{EQUATION}"), *cells]),
                    folder / f"{name}.ipynb")
@@ -43,7 +44,7 @@ def executed_notebook(scale: str, name: str, cells: list) -> Path:
 
 
 def finished_run(scale: str, name: str, knn: float, seed: int) -> None:
-    folder = study.RUNS / scale / name
+    folder = cl.RUNS / scale / name
     folder.mkdir(parents=True)
     final = {"knn_top1": knn, "linear_top1": knn + 1, "alignment": 0.5, "uniformity": -3.0,
              "train_seconds": 60.0, "images_per_second": 2000.0}
@@ -85,13 +86,13 @@ def local_file(page: Path, url: str) -> Path:
 
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(cl, "RUNS", tmp_path / "runs")
     return tmp_path / "runs"
 
 
 @pytest.mark.parametrize("scale, where", [("smoke", "smoke/report.html"), ("cpu", "report.html")])
 def test_the_report_links_every_executed_notebook_and_marks_the_others(runs, scale, where):
-    names = [py.stem for py in study.notebooks()]
+    names = [py.stem for py in parameters.notebooks()]
     executed, waiting = names[:-1], names[-1]
     for name in executed:
         executed_notebook(scale, name, [figure_cell(png(1))])
@@ -107,11 +108,11 @@ def test_the_report_links_every_executed_notebook_and_marks_the_others(runs, sca
 
 
 def test_the_report_shows_the_results_minutes_failures_and_key_figures(runs):
-    names = [py.stem for py in study.notebooks()]
+    names = [py.stem for py in parameters.notebooks()]
     finished_run("smoke", "moco_s0", 80.0, seed=0)
     finished_run("smoke", "moco_s1", 82.0, seed=1)
-    study.write_summary("smoke")
-    study.record_minutes("smoke", names[0], 3.4)
+    summary.write_summary("smoke")
+    summary.record_minutes("smoke", names[0], 3.4)
     # tagged cells give all their figures; an untagged notebook gives its last figure only
     executed_notebook("smoke", names[0], [figure_cell(png(10)), figure_cell(png(11), ["report"]),
                                           figure_cell(png(12), ["report"]), figure_cell(png(13))])

@@ -4,7 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from cl import study
+import cl
+from cl import parameters, stats, summary
 
 
 def fake_run(root, name, knn, seed=0, finished=True):
@@ -12,8 +13,9 @@ def fake_run(root, name, knn, seed=0, finished=True):
     d.mkdir(parents=True)
     final = {"knn_top1": knn, "linear_top1": knn + 1, "alignment": 0.5, "uniformity": -3.0,
              "train_seconds": 100.0, "images_per_second": 2000.0}
+    config = {"dataset": "fashion_mnist", "epochs": 5, "seed": seed, "t": 0.2, "precision": "fp32"}
     record = {"run": name, "notebook": "02_x", "method": name.rsplit("_s", 1)[0], "finished": finished,
-              "config": {"dataset": "fashion_mnist", "epochs": 5, "seed": seed, "t": 0.2}, "epochs": []}
+              "config": config, "epochs": []}
     if finished:
         record["final"] = final
     (d / "metrics.json").write_text(json.dumps(record))
@@ -21,11 +23,11 @@ def fake_run(root, name, knn, seed=0, finished=True):
 
 
 def test_summary_has_one_row_per_finished_run_with_the_promised_columns(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "RUNS", tmp_path)
+    monkeypatch.setattr(cl, "RUNS", tmp_path)
     fake_run(tmp_path, "moco_s0", 80.0)
     fake_run(tmp_path, "moco_s1", 82.0, seed=1)
     fake_run(tmp_path, "broken_s0", 10.0, finished=False)
-    path = study.write_summary("cpu")
+    path = summary.write_summary("cpu")
     assert path == tmp_path / "summary.csv"
     table = pd.read_csv(path)
     assert list(table.columns)[:12] == ["run", "notebook", "method", "dataset", "epochs", "seed", "knn_top1",
@@ -34,7 +36,7 @@ def test_summary_has_one_row_per_finished_run_with_the_promised_columns(tmp_path
     assert {"loss", "source", "t", "tau_plus", "beta", "select", "select_fraction", "mochi_n", "mochi_s",
             "mochi_s_prime", "queue", "batch_size", "optimizer", "lr"} <= set(table.columns)
     assert sorted(table["run"]) == ["moco_s0", "moco_s1"] and sorted(table["seed"]) == [0, 1]
-    # a run made before `precision` existed reads as how it was trained (float32)
+    # the precision each run recorded, not the default
     assert set(table["precision"]) == {"fp32"} and table.loc[0, "t"] == 0.2
 
 
@@ -42,25 +44,25 @@ def test_mean_std_over_seeds():
     recs = {"a": [{"final": {"knn_top1": 80.0, "linear_top1": 1, "alignment": 1, "uniformity": 1}},
                   {"final": {"knn_top1": 84.0, "linear_top1": 1, "alignment": 1, "uniformity": 1}}],
             "b": [{"final": {"knn_top1": 70.0, "linear_top1": 1, "alignment": 1, "uniformity": 1}}]}
-    table = study.mean_std(recs)
+    table = stats.mean_std(recs)
     assert table.loc["a", "knn_top1"] == 82.0 and table.loc["a", "knn_top1 std"] == pytest.approx(2 ** 1.5)
     assert table.loc["a", "seeds"] == 2 and pd.isna(table.loc["b", "knn_top1 std"])
-    shown = study.formatted(table)
+    shown = stats.formatted(table)
     assert shown.loc["a", "knn_top1"] == "82.00 ± 2.83" and shown.loc["b", "knn_top1"] == "70.00"
 
 
 def test_parameters_name_the_missing_file_and_check_the_scale(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown scale"):
-        study.parameters("huge", "01_moco_v2")
-    assert study.parameters("smoke", "01_moco_v2")["check_claims"] is False
-    monkeypatch.setattr(study, "PARAMS", tmp_path)
+        parameters.parameters("huge", "01_moco_v2")
+    assert parameters.parameters("smoke", "01_moco_v2")["check_claims"] is False
+    monkeypatch.setattr(cl, "PARAMS", tmp_path)
     with pytest.raises(FileNotFoundError,
                        match=f"no shared parameters for scale smoke: write {tmp_path}/smoke/base.yaml"):
-        study.parameters("smoke", "01_moco_v2")
+        parameters.parameters("smoke", "01_moco_v2")
 
 
 def test_notebooks_are_in_the_study_order():
-    names = [p.stem for p in study.notebooks()]
+    names = [p.stem for p in parameters.notebooks()]
     assert names == sorted(names) and names[:2] == ["00_contrastive_learning", "01_moco_v2"]
 
 
@@ -71,7 +73,7 @@ def records(values: dict[int, float], metric: str = "knn_top1") -> list[dict]:
 def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
     # differences 1, 2, 3: mean 2, sd 1, half-width t(0.975, 2)/√3 = 4.3027/1.7321 = 2.4841
     results = {"a": records({0: 81.0, 1: 82.0, 2: 83.0}), "b": records({2: 80.0, 0: 80.0, 1: 80.0})}
-    d = study.paired_difference(results, "a", "b")
+    d = stats.paired_difference(results, "a", "b")
     assert d.mean == pytest.approx(2.0) and d.seeds == 3
     assert (d.low, d.high) == (pytest.approx(2 - 2.48414, abs=1e-4), pytest.approx(2 + 2.48414, abs=1e-4))
     assert d.verdict() == "no difference resolved at this budget" and d.at_least(-1) and not d.at_least(0)
@@ -81,25 +83,25 @@ def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
 def test_pairing_is_by_seed_not_by_order():
     # a beats b by exactly 0.5 at every seed, although both spread over 10 points across seeds
     results = {"a": records({0: 70.5, 1: 80.5, 2: 90.5}), "b": records({2: 90.0, 1: 80.0, 0: 70.0})}
-    d = study.paired_difference(results, "a", "b")
+    d = stats.paired_difference(results, "a", "b")
     assert d.mean == pytest.approx(0.5) and d.high - d.low == pytest.approx(0, abs=1e-9)
-    assert d.verdict() == "better" and study.paired_difference(results, "b", "a").verdict() == "worse"
+    assert d.verdict() == "better" and stats.paired_difference(results, "b", "a").verdict() == "worse"
 
 
 def test_nearly_full_accuracy_needs_the_whole_interval_above_minus_one():
     close = {"a": records({0: 80.0, 1: 80.1, 2: 79.9}), "b": records({0: 80.3, 1: 80.4, 2: 80.3})}
     far = {"a": records({0: 78.0, 1: 80.0, 2: 79.5}), "b": records({0: 80.3, 1: 80.4, 2: 80.3})}
-    assert study.paired_difference(close, "a", "b").at_least(-1)
-    assert not study.paired_difference(far, "a", "b").at_least(-1)
+    assert stats.paired_difference(close, "a", "b").at_least(-1)
+    assert not stats.paired_difference(far, "a", "b").at_least(-1)
 
 
 def test_fewer_than_three_seeds_claim_nothing():
     results = {"a": records({0: 90.0, 1: 91.0}), "b": records({0: 80.0, 1: 80.0, 2: 80.0})}
-    d = study.paired_difference(results, "a", "b")
+    d = stats.paired_difference(results, "a", "b")
     assert d.seeds == 2 and not d.claims and d.verdict() == "2 seeds, no claim" and not d.at_least(-1)
-    assert str(d) == "+10.50 (2 seeds)"
+    assert str(d) == "+10.50 (2 seeds, no claim)"
     with pytest.raises(ValueError, match="share no seed"):
-        study.paired_difference({"a": records({5: 1.0}), "b": records({0: 1.0})}, "a", "b")
+        stats.paired_difference({"a": records({5: 1.0}), "b": records({0: 1.0})}, "a", "b")
 
 
 def test_differences_table_gives_knn_and_linear_side_by_side():
@@ -107,7 +109,7 @@ def test_differences_table_gives_knn_and_linear_side_by_side():
                      for s in range(3)],
                "b": [{"config": {"seed": s}, "final": {"knn_top1": 80 + s, "linear_top1": 85 + s}}
                      for s in range(3)]}
-    table = study.differences(results, [("a", "b")])
+    table = stats.differences(results, [("a", "b")])
     assert table.loc["a − b", "knn_top1 verdict"] == "better"
     assert table.loc["a − b", "linear_top1 verdict"] == "no difference resolved at this budget"
 
@@ -117,70 +119,70 @@ def test_geometry_differences_are_worded_the_way_they_are_better():
     results = {name: [{"config": {"seed": s}, "final": {"alignment": 0.3 + shift + 0.01 * s,
                                                         "uniformity": -3.0 - shift + 0.01 * s}}
                       for s in range(3)] for name, shift in (("a", 0.0), ("b", 0.1))}
-    table = study.differences(results, [("a", "b"), ("b", "a")], metrics=("alignment", "uniformity"))
+    table = stats.differences(results, [("a", "b"), ("b", "a")], metrics=("alignment", "uniformity"))
     assert table.loc["a − b", "alignment verdict"] == "lower (better)"
     assert table.loc["a − b", "uniformity verdict"] == "higher (worse)"
     assert table.loc["b − a", "alignment verdict"] == "higher (worse)"
     # a single Difference words itself by its metric too, unless the caller names the words
-    d = study.paired_difference(results, "a", "b", metric="uniformity")
+    d = stats.paired_difference(results, "a", "b", metric="uniformity")
     assert d.verdict() == "higher (worse)" and d.verdict(better="less uniform") == "less uniform"
 
 
 def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "RUNS", tmp_path)
-    monkeypatch.setattr(study, "PARAMS", tmp_path)
+    monkeypatch.setattr(cl, "RUNS", tmp_path)
+    monkeypatch.setattr(cl, "PARAMS", tmp_path)
     fake_run(tmp_path, "moco_s0", 80.0)
     fake_run(tmp_path, "moco_s1", 82.0, seed=1)
-    study.record_minutes("cpu", "02_x", 12.5)
+    summary.record_minutes("cpu", "02_x", 12.5)
     (tmp_path / "cpu" / "minutes.yaml").write_text("minutes: {01_y: 20.0, 02_x: 40.0}\n")
-    table = study.results_table("cpu")
+    table = summary.results_table("cpu")
     assert "| 02_x | moco | queue K=4096, t=0.2, sgd lr 0.03, fp32 | 5 | 2 | 81.00 ± 1.41 |" in table
     assert "| 01_y | — | 20.0 |" in table and "| 02_x | 12.5 | 40.0 |" in table
     assert "| total | 12.5 | 60.0 |" in table
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{study.README_BEGIN}\nold numbers\n{study.README_END}\noutro\n")
-    study.write_readme_results("cpu", readme)
+    readme.write_text(f"intro\n{summary.README_BEGIN}\nold numbers\n{summary.README_END}\noutro\n")
+    summary.write_readme_results("cpu", readme)
     text = readme.read_text()
     assert "old numbers" not in text and "81.00 ± 1.41" in text
-    assert text.endswith(f"{study.README_END}\noutro\n")
+    assert text.endswith(f"{summary.README_END}\noutro\n")
 
 
 def test_the_setting_names_a_temperature_only_where_there_are_negatives():
     row = {"queue": 4096, "batch_size": 256, "t": 0.5, "optimizer": "adam", "lr": 0.001, "precision": "bf16"}
     queue = {**row, "source": "queue", "loss": "info_nce"}
-    assert study.setting(queue) == "queue K=4096, t=0.5, adam lr 0.001"
-    assert study.setting({**queue, "mined_queue": 256, "mine_every": 16, "mine_rule": "votes"}) == \
+    assert summary.setting(queue) == "queue K=4096, t=0.5, adam lr 0.001"
+    assert summary.setting({**queue, "mined_queue": 256, "mine_every": 16, "mine_rule": "votes"}) == \
         "queue K=4096, 256 mined every 16 steps (votes), t=0.5, adam lr 0.001"
-    assert study.setting({**row, "source": "batch", "loss": "debiased"}) == \
+    assert summary.setting({**row, "source": "batch", "loss": "debiased"}) == \
         "in-batch 2B−2, B=256, t=0.5, adam lr 0.001"
-    assert study.setting({**row, "source": "none", "loss": "byol", "precision": "fp32"}) == \
+    assert summary.setting({**row, "source": "none", "loss": "byol", "precision": "fp32"}) == \
         "no negatives (byol), adam lr 0.001, fp32"
 
 
 def test_finished_results_group_every_finished_run_by_condition_in_seed_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "RUNS", tmp_path)
+    monkeypatch.setattr(cl, "RUNS", tmp_path)
     for run, seed, finished in [("moco_s1", 1, True), ("moco_s0", 0, True), ("hard_beta1.0_s0", 0, True),
                                 ("moco_s2", 2, False)]:
         (tmp_path / "cpu" / run).mkdir(parents=True)
         (tmp_path / "cpu" / run / "metrics.json").write_text(json.dumps(
             {"run": run, "config": {"seed": seed}, "finished": finished, "final": {"knn_top1": 80.0 + seed}}))
-    results = study.finished_results("cpu")
+    results = summary.finished_results("cpu")
     assert list(results) == ["hard_beta1.0", "moco"]
     assert [r["run"] for r in results["moco"]] == ["moco_s0", "moco_s1"]  # the unfinished one is left out
 
 
 def test_the_expected_time_comes_from_the_measured_minutes(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "PARAMS", tmp_path)
+    monkeypatch.setattr(cl, "PARAMS", tmp_path)
     (tmp_path / "cpu").mkdir()
-    assert study.expected_total("cpu", ["00_a"]) == "expected time: not measured at the cpu scale"
+    assert summary.expected_total("cpu", ["00_a"]) == "expected time: not measured at the cpu scale"
     (tmp_path / "cpu" / "minutes.yaml").write_text("minutes: {00_a: 10.4, 01_b: 20.2}\n")
-    line = study.expected_total("cpu", ["00_a", "01_b", "02_c"])
+    line = summary.expected_total("cpu", ["00_a", "01_b", "02_c"])
     assert line.startswith("expected time: about 31 minutes on a 2-core CPU for 2 notebook(s)")
     assert "1 notebook(s) not measured" in line
 
 
 def test_each_condition_is_paired_with_the_plain_condition_of_its_own_setting():
-    from cl.train import Config
+    from cl.config import Config
     record = lambda **config: [{"config": {**Config().to_dict(), **config}}]  # runs keep their whole config
     paper = dict(source="batch", t=0.5, optimizer="adam", lr=0.001, lr_schedule="constant")
     results = {"moco": record(), "hardest_5pct": record(select="hardest", select_fraction=0.05),
@@ -189,5 +191,5 @@ def test_each_condition_is_paired_with_the_plain_condition_of_its_own_setting():
                "simclr_paper": record(**paper), "debiased_paper": record(**paper, loss="debiased"),
                "supcon": record(source="batch", loss="supcon"), "moco_fp32": record(precision="fp32"),
                "long": record(epochs=25)}
-    assert study.baselines(results) == {"hardest_5pct": "moco", "drop_t0.2": "moco_t0.2",
+    assert summary.baselines(results) == {"hardest_5pct": "moco", "drop_t0.2": "moco_t0.2",
                                         "debiased_paper": "simclr_paper", "moco_fp32": "moco"}

@@ -6,8 +6,9 @@ import pytest
 import torch
 import yaml
 
-from cl import objectives, train
-from cl.train import Config, ConfigError, TrainingDiverged
+from cl import config, mochi, objectives, run_folder, train
+from cl.config import Config, ConfigError
+from cl.run_folder import TrainingDiverged
 
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
             epochs=2, monitor_bank=128, linear_epochs=30, probe=64, device="cpu")
@@ -53,20 +54,20 @@ def test_yaml_is_read_with_the_safe_loader(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("epochs: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(yaml.YAMLError):
-        train.load_config(path)
+        config.load_config(path)
 
 
 def test_cosine_lr_schedule():
     cfg = Config.from_dict(dict(lr=0.1, epochs=10))
     assert train.learning_rate(cfg, 0.0) == pytest.approx(0.1)
-    assert train.learning_rate(cfg, 0.5) == pytest.approx(0.05)
-    assert train.learning_rate(cfg, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert train.learning_rate(cfg, 5.0) == pytest.approx(0.05)  # halfway through the 10 epochs
+    assert train.learning_rate(cfg, 10.0) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_constant_lr_schedule_and_adam_as_in_the_dcl_code():
     cfg = Config.from_dict(dict(lr=1e-3, epochs=10, lr_schedule="constant", optimizer="adam",
                                 weight_decay=1e-6))
-    assert [train.learning_rate(cfg, p) for p in (0.0, 0.5, 0.99)] == [1e-3] * 3
+    assert [train.learning_rate(cfg, epoch) for epoch in (0.0, 5.0, 9.9)] == [1e-3] * 3
     opt = train.build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
     assert isinstance(opt, torch.optim.Adam) and opt.defaults["weight_decay"] == 1e-6
     with pytest.raises(ConfigError, match="optimizer must be one of"):
@@ -194,9 +195,9 @@ def test_bf16_encoder_returns_float32_so_similarities_never_tie_at_bf16():
     assert (enc(x) - z).abs().max() > 0  # bf16 autocast really ran (its rounding differs)
 
 
-def test_a_stored_config_without_precision_reads_as_float32_and_is_not_mistaken_for_bf16(tmp_path):
-    old = {k: v for k, v in Config.from_dict(TINY).to_dict().items() if k != "precision"}
-    assert Config.from_stored(old).precision == "fp32" and Config.from_dict(TINY).precision == "bf16"
+def test_a_run_folder_of_another_precision_is_not_mistaken_for_this_run(tmp_path):
+    old = {**Config.from_dict(TINY).to_dict(), "precision": "fp32"}
+    assert Config.from_dict(TINY).precision == "bf16"
     run_dir = tmp_path / "old"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(yaml.safe_dump(old))
@@ -213,12 +214,12 @@ def test_mochi_warmup_in_fractional_epochs_counts_steps(monkeypatch):
     def draw(*args, **kwargs):
         raise Drawn
 
-    monkeypatch.setattr(train.negatives, "mochi_draw", draw)
+    monkeypatch.setattr(mochi, "draw_mixes", draw)
     trainer = train.Trainer(cfg)
     idx = torch.arange(cfg.batch_size)
-    trainer.train_step(idx, progress=0.49)  # warm-up: no synthesis
+    trainer.train_step(idx, 0.49)  # warm-up: no synthesis
     with pytest.raises(Drawn):
-        trainer.train_step(idx, progress=0.5)  # half an epoch in: synthesis starts
+        trainer.train_step(idx, 0.5)  # half an epoch in: synthesis starts
 
 
 def test_dcl_runs_record_the_share_of_clamped_rows_per_epoch(tmp_path):
@@ -231,7 +232,7 @@ def test_dcl_runs_record_the_share_of_clamped_rows_per_epoch(tmp_path):
 
 def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(finished, tmp_path):
     run_dir, record = finished
-    probe = train.read_probe(run_dir / train.PROBE)
+    probe = run_folder.read_probe(run_dir / run_folder.PROBE)
     assert sorted(probe["embeddings"]) == [1, 2]
     assert probe["embeddings"][1].shape == (TINY["probe"], TINY["dim"])
     assert torch.allclose(probe["embeddings"][2].norm(dim=1), torch.ones(TINY["probe"]))
@@ -240,7 +241,7 @@ def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(
     assert torch.equal(full.probe_index, probe["indices"]) and torch.equal(full.probe_labels, probe["labels"])
     assert torch.equal(full.train_set.labels[probe["indices"]], probe["labels"])
     unprobed = train.run({**TINY, "probe": 0}, tmp_path / "unprobed", progress=False)
-    assert not (tmp_path / "unprobed" / train.PROBE).exists()
+    assert not (tmp_path / "unprobed" / run_folder.PROBE).exists()
     timing = ("train_seconds", "images_per_second")
     assert ({k: v for k, v in unprobed["final"].items() if k not in timing}
             == {k: v for k, v in record["final"].items() if k not in timing})
@@ -249,24 +250,24 @@ def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(
 def test_an_unreadable_probe_file_is_started_anew_and_the_training_goes_on(tmp_path, capsys):
     run_dir = tmp_path / "run"
     train.run({**TINY, "epochs": 1}, run_dir, progress=False)
-    (run_dir / train.PROBE).write_bytes(b"not a tensor file")
+    (run_dir / run_folder.PROBE).write_bytes(b"not a tensor file")
     trainer = train.Trainer(Config.from_dict({**TINY, "epochs": 2}))
-    trainer.save_probe(run_dir, 2, trainer.embed_probe())
+    run_folder.add_probe(run_dir, 2, trainer.embed_probe_set(), trainer.probe_index, trainer.probe_labels)
     assert "probe.pt cannot be read" in capsys.readouterr().err
-    assert list(train.read_probe(run_dir / train.PROBE)["embeddings"]) == [2]
+    assert list(run_folder.read_probe(run_dir / run_folder.PROBE)["embeddings"]) == [2]
 
 
 def test_a_mined_queue_gives_the_loss_only_the_mined_keys_and_their_labels():
     cfg = Config.from_dict(dict(TINY, queue=256, mined_queue=16, mine_every=2, select="drop_same_class"))
     trainer = train.Trainer(cfg)
-    moco, idx = trainer.moco, torch.arange(cfg.batch_size)
-    _, last = trainer.train_step(idx, progress=0.0)
+    moco, idx = trainer.model, torch.arange(cfg.batch_size)
+    _, last = trainer.train_step(idx, 0.0)
     assert last.neg.shape == (cfg.batch_size, 16)  # the loss row: the mined keys, not the bank of 256
     assert torch.equal(last.neg_labels, moco.mined_labels)  # the oracle reads the mined keys' labels
     mined_before = moco.mined_keys.clone()
-    trainer.train_step(idx, progress=0.0)  # step 2 of every 2: no refill
+    trainer.train_step(idx, 0.0)  # step 2 of every 2: no refill
     assert torch.equal(moco.mined_keys, mined_before)
     bank = moco.queue.clone()  # what step 3 mines from (its own keys are enqueued after the loss)
-    trainer.train_step(idx, progress=0.0)  # step 3: refilled
+    trainer.train_step(idx, 0.0)  # step 3: refilled
     assert not torch.equal(moco.mined_keys, mined_before)
     assert {tuple(k.tolist()) for k in moco.mined_keys} <= {tuple(k.tolist()) for k in bank}

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from cl import train
-from cl.train import Config, ConfigError
+from cl import config, train
+from cl.config import Config, ConfigError
 
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
             epochs=1, monitor_bank=128, linear_epochs=5, probe=0, device="cpu")
@@ -22,7 +22,7 @@ def test_a_transfer_run_trains_on_some_classes_and_evaluates_on_the_others(tmp_p
 @pytest.mark.parametrize("value, labels", [("all", list(range(10))), ("0-4", [0, 1, 2, 3, 4]),
                                            ("0,2,5-7", [0, 2, 5, 6, 7]), ("9", [9])])
 def test_class_sets_are_read_as_written(value, labels):
-    assert train.class_labels(value, 10) == labels
+    assert config.class_labels(value, 10) == labels
 
 
 @pytest.mark.parametrize("value, message", [
@@ -37,4 +37,4 @@ def test_a_class_the_data_set_lacks_is_refused_on_loading():
     lacking = "train_classes: '0-10' names label 10, but the data set has labels 0-9"
     with pytest.raises(ConfigError, match=lacking):
         train.Trainer(Config.from_dict({**TINY, "train_classes": "0-10"}))
-    assert torch.equal(torch.tensor(train.class_labels("all", 3)), torch.arange(3))
+    assert torch.equal(torch.tensor(config.class_labels("all", 3)), torch.arange(3))

@@ -1,0 +1,55 @@
+"""Guards run identities: the smoke study trains the same runs, under the same names, with the same
+configs as before the issue-16 refactor (tests/fixtures/smoke_identities.yaml), and cl.config's keys
+and defaults still rebuild each identity.
+
+Not collected with tests/ (its name does not start with test_): `make test` passes it explicitly after
+the notebooks, which train runs/smoke/. NEGATIVES_RUNS names another runs folder.
+"""
+import functools
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cl.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = Path(os.environ.get("NEGATIVES_RUNS") or ROOT / "runs") / "smoke"
+PINNED = yaml.safe_load((ROOT / "tests" / "fixtures" / "smoke_identities.yaml").read_text())
+
+
+def identity(config):
+    return {k: v for k, v in sorted(config.items()) if k not in ("device", "probe")}
+
+
+@functools.cache
+def trained():
+    """Each trained run's identity, by run name."""
+    return {p.parent.name: identity(yaml.safe_load(p.read_text())) for p in RUNS.glob("*/config.yaml")}
+
+
+def differing(a, b):
+    """The keys whose values differ, each as "key: a's value != b's value"."""
+    return [f"{k}: {a.get(k, '<absent>')} != {b.get(k, '<absent>')}" for k in sorted(a.keys() | b.keys())
+            if a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
+def test_the_smoke_study_trains_the_pinned_runs():
+    missing, extra = sorted(PINNED.keys() - trained().keys()), sorted(trained().keys() - PINNED.keys())
+    assert not missing and not extra, f"runs in {RUNS}: missing {missing}, extra {extra}"
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_each_run_has_its_pinned_identity(name):
+    runs = trained()
+    if name not in runs:
+        pytest.skip(f"{name} was not trained (the test above names it)")
+    diff = differing(runs[name], PINNED[name])
+    assert not diff, f"{name}: keys differ from the pin: {diff}"
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_config_rebuilds_each_pinned_identity(name):
+    rebuilt = Config.from_dict(PINNED[name]).identity()
+    assert rebuilt == PINNED[name], f"{name}: Config changes keys {differing(rebuilt, PINNED[name])}"
