@@ -53,8 +53,7 @@ def test_a_new_objective_is_one_entry_the_config_and_the_step_then_use(monkeypat
     torch.manual_seed(0)
     twice, _ = train.Trainer(cfg).train_step(torch.arange(64), 0.0)
     torch.manual_seed(0)
-    once, _ = train.Trainer(Config.from_dict({**TINY, "source": "batch"})).train_step(torch.arange(64),
-                                                                                      progress=0.0)
+    once, _ = train.Trainer(Config.from_dict({**TINY, "source": "batch"})).train_step(torch.arange(64), 0.0)
     assert twice == pytest.approx(2 * once, rel=1e-5)
 
 

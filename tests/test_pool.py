@@ -69,9 +69,11 @@ def test_one_worker_trains_in_this_process(runs, monkeypatch, capsys):
 
 def test_ctrl_c_stops_every_run_at_a_clean_point_and_says_where_each_resumes(tmp_path):
     script = textwrap.dedent(f"""
+        import pathlib
+
+        import cl
         from cl import cli, study
-        cl.RUNS = {str(tmp_path)!r}
-        import pathlib; cl.RUNS = pathlib.Path(cl.RUNS)
+        cl.RUNS = pathlib.Path({str(tmp_path)!r})
         try:
             study.run_conditions({{"a": {{}}, "b": {{}}}}, {dict(TINY, epochs=40)!r}, [0], "s", "nb")
         except cli.Interrupted as error:
