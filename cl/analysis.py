@@ -114,7 +114,8 @@ def consistency(record: ProbeSet, seed: int = 0) -> pd.DataFrame:
 
 
 def collapse_diagnostics(run_dirs: list, records: list[dict]) -> pd.DataFrame:
-    """How far each run's embedding is from collapse, from its probe after the last epoch, one row a run:
+    """How far each run's embedding is from collapse, from the probe set's embeddings after the last
+    epoch, one row a run:
 
         spread          the per-coordinate std of the unit embeddings over images, times √d: about 1
                         when they spread over the sphere, 0 when they collapse to a point (Chen & He
@@ -124,8 +125,8 @@ def collapse_diagnostics(run_dirs: list, records: list[dict]) -> pd.DataFrame:
     """
     rows = []
     for run_dir, record in zip(run_dirs, records):
-        probe = load_probe_set(run_dir)
-        z = probe.embeddings[max(probe.embeddings)]
+        probe_set = load_probe_set(run_dir)
+        z = probe_set.embeddings[max(probe_set.embeddings)]
         rows.append({"seed": record["config"]["seed"],
                      "spread": float(z.std(dim=0).mean() * z.shape[1] ** 0.5),
                      "effective rank": metrics.effective_rank(z),

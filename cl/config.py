@@ -4,8 +4,8 @@
 is valid, so a bad value fails at once, with a message that names the key and the fix. Each
 rule sits beside the piece it guards where that reads better: the queue's and the mined
 queue's in :mod:`cl.moco`, MoCHi's in :mod:`cl.mochi`, an objective's sources and row in
-:mod:`cl.objectives`. A run's identity (every key but ``device`` and ``probe``) decides
-whether a finished run is reused.
+:mod:`cl.objectives`. A run's identity (every key but ``device`` and ``probe``, the probe set's
+size) decides whether a finished run is reused.
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ class Config:
     knn_k: int = 200
     knn_t: float = 0.1
     monitor_bank: int = 10000      # training images in the per-epoch kNN bank (0 = all)
-    probe: int = 1000              # training images embedded after every epoch into probe.pt (0 = none)
+    probe: int = 1000              # the probe set: training images embedded after every epoch into probe.pt
     linear_epochs: int = 100
     # run
     precision: str = "bf16"        # bf16: the encoder under bf16 autocast, the rest float32 | fp32
@@ -202,7 +202,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict:
-        """What defines the run's result: every parameter but the device it runs on and the probe
+        """What defines the run's result: every parameter but the device it runs on and the probe set
         it records (neither changes the training)."""
         return {k: v for k, v in self.to_dict().items() if k not in ("device", "probe")}
 

@@ -2,7 +2,7 @@
 
 The setting of Cai, Frankle, Schwab and Morcos (2020), "Are all negatives created equal in
 contrastive instance discrimination?": a fixed probe set of P images embedded by an encoder,
-``z`` (P, d) unit vectors with class ``labels`` (P,) in [0, C). Every probe image is a query and
+``z`` (P, d) unit vectors with class ``labels`` (P,) in [0, C). Every probe-set image is a query and
 every other one its negative; the difficulty of negative j for query i is their cosine similarity
 z_i · z_j (higher = harder).
 
@@ -44,7 +44,7 @@ class Correlation(NamedTuple):
 
 
 def percentiles(z: torch.Tensor) -> torch.Tensor:
-    """Percentile of each probe image among each query's negatives, (P, P) float64, diagonal NaN.
+    """Percentile of each probe-set image among each query's negatives, (P, P) float64, diagonal NaN.
 
     With s_ij = z_i · z_j and the n = P − 1 negatives j ≠ i of query i:
 
@@ -58,15 +58,15 @@ def percentiles(z: torch.Tensor) -> torch.Tensor:
     if z.dim() != 2 or z.shape[0] < 3:
         raise ValueError(f"z must be (P, d) with P >= 3 (two negatives per query), got {tuple(z.shape)}")
     z = z.double()
-    n_probe = z.shape[0]
-    off_diagonal = ~torch.eye(n_probe, dtype=torch.bool, device=z.device)
-    similarity = (z @ z.T)[off_diagonal].view(n_probe, n_probe - 1)  # (P, n): row i without s_ii
+    n_images = z.shape[0]
+    off_diagonal = ~torch.eye(n_images, dtype=torch.bool, device=z.device)
+    similarity = (z @ z.T)[off_diagonal].view(n_images, n_images - 1)  # (P, n): row i without s_ii
     ordered = similarity.sort(dim=1).values
     below = torch.searchsorted(ordered, similarity, side="left")  # #{k: s_ik < s_ij}
     up_to = torch.searchsorted(ordered, similarity, side="right")  # #{k: s_ik <= s_ij}, j itself included
     rank = (below + up_to - 1).double() / 2
-    percentiles = torch.full((n_probe, n_probe), math.nan, dtype=torch.float64, device=z.device)
-    percentiles[off_diagonal] = (rank / (n_probe - 2)).flatten()
+    percentiles = torch.full((n_images, n_images), math.nan, dtype=torch.float64, device=z.device)
+    percentiles[off_diagonal] = (rank / (n_images - 2)).flatten()
     return percentiles
 
 

@@ -199,7 +199,7 @@ def add_probe(run_dir: Path, epoch: int, z: torch.Tensor, indices: torch.Tensor,
     if path.exists():
         try:
             record = read_probe(path)
-        except UserError as error:  # the training goes on; only the earlier epochs' probe is lost
+        except UserError as error:  # the training goes on; only the earlier epochs' embeddings are lost
             say(f"{error}; starting it anew at epoch {epoch}")
     record["embeddings"][epoch] = z
     save_torch(path, record)
