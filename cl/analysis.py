@@ -59,16 +59,16 @@ def load_probe_set(run_dir) -> ProbeSet:
     """The probe set's embeddings a finished run kept, epoch by epoch; one line naming the fix when it
     has none."""
     run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.json"
+    metrics = run_dir / folder.METRICS
     if not metrics.exists() or not json.loads(metrics.read_text()).get("finished"):
         raise cli.UserError(f"{run_dir.name} is not a finished run in {run_dir.parent}: run the notebook "
                             f"that trains it first (make run trains every notebook in order)")
-    if not (run_dir / folder.PROBE).exists():
+    if not (run_dir / folder.PROBE_SET).exists():
         raise cli.UserError(f"{run_dir} has no probe.pt (it was trained with probe: 0): train it with "
                             f"a probe set, e.g. the default probe: 1000")
-    probe = folder.read_probe(run_dir / folder.PROBE)
-    return ProbeSet(probe["indices"], probe["labels"], dict(sorted(probe["embeddings"].items())),
-                       json.loads(metrics.read_text())["config"])
+    stored = folder.read_probe_set(run_dir / folder.PROBE_SET)
+    return ProbeSet(stored["indices"], stored["labels"], dict(sorted(stored["embeddings"].items())),
+                    json.loads(metrics.read_text())["config"])
 
 
 def semantic_difficulty(z: torch.Tensor, labels: torch.Tensor, similarities: dict[str, torch.Tensor]) -> dict:

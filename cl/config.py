@@ -312,7 +312,7 @@ def load_config(path) -> Config:
     """A YAML file of parameters, read with the safe loader (5e-4 is a number); ``{}`` is the defaults."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"no config file {path}: give the path of a YAML file of cl.train.Config's "
+        raise ConfigError(f"no config file {path}: give the path of a YAML file of cl.config.Config's "
                           f"parameters")
     d = cli.load_yaml(path.read_text())
     if d is None:

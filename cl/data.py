@@ -206,7 +206,7 @@ def _link_debian_files(debian: Path, root: Path) -> None:
 
 def _torchvision_download(root: Path) -> str | None:
     """Download with torchvision into ``root/FashionMNIST/raw``; None on success, else why it failed."""
-    import torchvision
+    import torchvision  # only where a data set is downloaded: keeps it out of every start-up
 
     try:
         torchvision.datasets.FashionMNIST(str(root), download=True)
@@ -324,7 +324,7 @@ def load_stl10(root, split: str) -> Dataset:
 
 def _read_image(path: Path, size: int) -> np.ndarray:
     """An image file as (3, size, size) uint8: shorter side scaled to ``size``, centre crop, RGB."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError  # only image folders read image files
 
     try:
         with Image.open(path) as image:
@@ -381,7 +381,7 @@ def _download(root: Path, folder: str, torchvision_name: str) -> Path:
     Needs internet; when it fails the loader's own error says where to put the files.
     """
     if not (root / folder).is_dir():
-        import torchvision
+        import torchvision  # only where a data set is downloaded: keeps it out of every start-up
         try:
             getattr(torchvision.datasets, torchvision_name)(str(root), download=True)
         except (OSError, RuntimeError) as error:

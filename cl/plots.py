@@ -1,4 +1,6 @@
-"""The pictures the notebooks share: training curves, an embedding in 2-D, augmented views."""
+"""The figures the notebooks share, each a function that draws on given axes (or new ones): training
+curves, intervals and means, embeddings, augmented views, selections and difficulty bands, sweeps,
+class matrices and the alignment–uniformity plane. Notebooks call these; they do not build figures."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

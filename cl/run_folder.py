@@ -48,7 +48,7 @@ class TrainingDiverged(UserError, RuntimeError):
     """The loss, the model's parameters or buffers, or the metrics became NaN or infinite."""
 
 
-CHECKPOINT, PREVIOUS, PROBE = "checkpoint.pt", "checkpoint.prev.pt", "probe.pt"
+CHECKPOINT, PREVIOUS, PROBE_SET = "checkpoint.pt", "checkpoint.prev.pt", "probe.pt"
 CONFIG, METRICS = "config.yaml", "metrics.json"
 CHECKPOINT_KEYS = {"config", "epoch", "model", "optimizer", "generator", "device_generator", "history"}
 
@@ -180,7 +180,7 @@ def locked(run_dir: Path):
 
 
 
-def read_probe(path: Path) -> dict:
+def read_probe_set(path: Path) -> dict:
     """A run's probe.pt: ``indices`` and ``labels`` of the probe set's images in the training set,
     and ``embeddings``: {epoch: (P, dim) normalised z after that epoch}."""
     try:
@@ -190,15 +190,15 @@ def read_probe(path: Path) -> dict:
                         f"again writes it anew") from None
 
 
-def add_probe(run_dir: Path, epoch: int, z: torch.Tensor, indices: torch.Tensor,
+def add_probe_set(run_dir: Path, epoch: int, z: torch.Tensor, indices: torch.Tensor,
               labels: torch.Tensor) -> None:
     """Add the probe set's embeddings ``z`` after ``epoch`` to the run's probe.pt (indices, labels,
     embeddings by epoch); an unreadable probe.pt is started anew, and that is said."""
-    path = run_dir / PROBE
+    path = run_dir / PROBE_SET
     record = {"indices": indices, "labels": labels, "embeddings": {}}
     if path.exists():
         try:
-            record = read_probe(path)
+            record = read_probe_set(path)
         except UserError as error:  # the training goes on; only the earlier epochs' embeddings are lost
             say(f"{error}; starting it anew at epoch {epoch}")
     record["embeddings"][epoch] = z

@@ -33,11 +33,9 @@ def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
 
     By default glibc hands large freed blocks (and the top of the heap) back to the OS, so
-    every training step page-faults its activations back in. Measured on the small CNN's
-    step at batch 256 (2 cores): 16,000 minor page faults a step before, 600 after, and
-    108 → 90 ms a step. The process keeps its peak memory, which is what a training
-    process holds anyway. Returns False where there is no glibc (macOS, musl), which
-    changes nothing but speed.
+    every training step page-faults its activations back in (``make bench`` times the step).
+    The process keeps its peak memory, which is what a training process holds anyway. Returns
+    False where there is no glibc (macOS, musl), which changes nothing but speed.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -48,7 +48,7 @@ from cl.progress import RunProgress, say
 from cl.run_folder import TrainingDiverged, is_main
 from cl.siamese import Siamese
 
-PROBE_SEED = 20_200_610  # the probe set: the same training images for every run on a data set
+PROBE_SET_SEED = 20_200_610  # the probe set: the same training images for every run on a data set
 
 
 # --------------------------------------------------------------------------- schedules, side by side
@@ -145,10 +145,10 @@ class Trainer:
         self.device_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         whole = data.load(cfg.dataset, cfg.train_split, device=self.device, image_size=cfg.image_size or None)
         # the probe set: images of the whole training set (before any subset), the same for every run
-        self.probe_index = (torch.randperm(len(whole), generator=torch.Generator().manual_seed(PROBE_SEED))
-                            [:cfg.probe].sort().values)
-        self.probe_images = whole.images[self.probe_index.to(self.device)]
-        self.probe_labels = whole.labels[self.probe_index.to(self.device)].cpu()
+        order = torch.randperm(len(whole), generator=torch.Generator().manual_seed(PROBE_SET_SEED))
+        self.probe_set_index = order[:cfg.probe].sort().values
+        self.probe_set_images = whole.images[self.probe_set_index.to(self.device)]
+        self.probe_set_labels = whole.labels[self.probe_set_index.to(self.device)].cpu()
         self.train_set, self.test_set = datasets(cfg, self.device, whole)
         # the kNN bank and the linear probe's training set: the training images of the evaluated
         # classes (the training set itself, unless a transfer run evaluates other classes)
@@ -318,7 +318,7 @@ class Trainer:
         with the query encoder in eval mode: nothing of the training (batch-norm statistics, random
         draws) changes. Notebook 07 ranks every probe-set negative for every probe-set query with them."""
         self.encoder.eval()
-        z = metrics.embed(self.encoder, self.probe_images, self.prepare)
+        z = metrics.embed(self.encoder, self.probe_set_images, self.prepare)
         self.encoder.train()
         return z.cpu()
 
@@ -525,8 +525,8 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
                     folder.atomic_write(cfg_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
                 folder.write_json(metrics_path, record)
             if is_main() and cfg.probe:  # after the checkpoint: nothing comes before the first epoch
-                folder.add_probe(run_dir, epoch + 1, trainer.embed_probe_set(), trainer.probe_index,
-                                 trainer.probe_labels)
+                folder.add_probe_set(run_dir, epoch + 1, trainer.embed_probe_set(), trainer.probe_set_index,
+                                 trainer.probe_set_labels)
             bar.epoch(row)
         final = trainer.evaluate(final=True)
         _check_finite(trainer, final, "in the final evaluation")

@@ -224,7 +224,7 @@ if check_claims:
     # "collapses": uniformity near 0 in every seed, resolved above InfoNCE's; the kNN on the
     # embedding falls by more than 5 points (the interval's upper end below −5)
     assert all(x.claims for x in diffs.values())
-    assert max(only_uniformity) > -0.5 and min(only_uniformity) > -0.5 and diffs["uniformity"].low > 0
+    assert min(only_uniformity) > -0.5 and diffs["uniformity"].low > 0
     assert diffs["embedding_knn"].high < -5
 
 # %% [markdown]

@@ -243,7 +243,7 @@ assert abs(accuracy - final["knn_top1"]) < 0.5, "the same classifier as the run'
 # on a machine whose speed varies from run to run, so only the twofold gaps in that column
 # carry information. The trainer also asks glibc to keep freed memory for reuse
 # (`cl.system.keep_freed_memory`), so that a step does not page-fault its activations back
-# in from the operating system every time; its docstring records the measurement.
+# in from the operating system every time; `make bench` times the step.
 #
 # ## bf16, and the claim against raw pixels, with seeds
 #

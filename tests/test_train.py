@@ -232,16 +232,17 @@ def test_dcl_runs_record_the_share_of_clamped_rows_per_epoch(tmp_path):
 
 def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(finished, tmp_path):
     run_dir, record = finished
-    probe = run_folder.read_probe(run_dir / run_folder.PROBE)
+    probe = run_folder.read_probe_set(run_dir / run_folder.PROBE_SET)
     assert sorted(probe["embeddings"]) == [1, 2]
     assert probe["embeddings"][1].shape == (TINY["probe"], TINY["dim"])
     assert torch.allclose(probe["embeddings"][2].norm(dim=1), torch.ones(TINY["probe"]))
     assert not torch.equal(probe["embeddings"][1], probe["embeddings"][2])  # it trained in between
     full = train.Trainer(Config.from_dict({**TINY, "train_subset": 0, "seed": 5}))  # another seed, no subset
-    assert torch.equal(full.probe_index, probe["indices"]) and torch.equal(full.probe_labels, probe["labels"])
+    assert torch.equal(full.probe_set_index, probe["indices"])
+    assert torch.equal(full.probe_set_labels, probe["labels"])
     assert torch.equal(full.train_set.labels[probe["indices"]], probe["labels"])
     unprobed = train.run({**TINY, "probe": 0}, tmp_path / "unprobed", progress=False)
-    assert not (tmp_path / "unprobed" / run_folder.PROBE).exists()
+    assert not (tmp_path / "unprobed" / run_folder.PROBE_SET).exists()
     timing = ("train_seconds", "images_per_second")
     assert ({k: v for k, v in unprobed["final"].items() if k not in timing}
             == {k: v for k, v in record["final"].items() if k not in timing})
@@ -250,11 +251,12 @@ def test_every_epoch_embeds_the_same_probe_images_without_changing_the_training(
 def test_an_unreadable_probe_file_is_started_anew_and_the_training_goes_on(tmp_path, capsys):
     run_dir = tmp_path / "run"
     train.run({**TINY, "epochs": 1}, run_dir, progress=False)
-    (run_dir / run_folder.PROBE).write_bytes(b"not a tensor file")
+    (run_dir / run_folder.PROBE_SET).write_bytes(b"not a tensor file")
     trainer = train.Trainer(Config.from_dict({**TINY, "epochs": 2}))
-    run_folder.add_probe(run_dir, 2, trainer.embed_probe_set(), trainer.probe_index, trainer.probe_labels)
+    run_folder.add_probe_set(run_dir, 2, trainer.embed_probe_set(), trainer.probe_set_index,
+                             trainer.probe_set_labels)
     assert "probe.pt cannot be read" in capsys.readouterr().err
-    assert list(run_folder.read_probe(run_dir / run_folder.PROBE)["embeddings"]) == [2]
+    assert list(run_folder.read_probe_set(run_dir / run_folder.PROBE_SET)["embeddings"]) == [2]
 
 
 def test_a_mined_queue_gives_the_loss_only_the_mined_keys_and_their_labels():
