@@ -121,13 +121,25 @@ def _papermill_names() -> set[str]:
 def session_parameters(namespace: dict) -> dict:
     """The parameters of the notebook running in this IPython session, by name, as ``namespace``
     (its globals) holds them now: the names its parameters cell (the last cell run that assigns
-    ``scale``, papermill's injected cell aside) binds. Its parameters are declared once, there."""
+    ``scale``, papermill's injected cell aside) binds. Its parameters are declared once, there.
+
+    A kernel that keeps no history (nbval runs its cells so) has run only the parameters cell and
+    the imports before ``notebook.start``: the parameters are then the data in ``namespace``."""
     cells = [cell for cell in _history() if not cell.startswith(PAPERMILL_CELL)]
     declared = next((names for cell in reversed(cells) if "scale" in (names := _safely_assigned(cell))), None)
     if declared is None:
+        declared = [name for name, value in namespace.items() if _is_data(name, value)]
+    if "scale" not in declared:
         raise ParameterError("no parameters cell has run in this session: run the notebook's first cell "
                              "(the one that sets scale) first")
     return {name: namespace[name] for name in declared}
+
+
+def _is_data(name: str, value) -> bool:
+    """Whether a global is a value a parameters cell sets (not a module, class or function that an
+    import brought, nor IPython's own history)."""
+    data = isinstance(value, (str, int, float, bool, list, dict, type(None)))
+    return data and not name.startswith("_") and name not in ("In", "Out")
 
 
 def _safely_assigned(source: str) -> list[str]:

@@ -94,3 +94,13 @@ def test_a_notebook_takes_the_shared_parameters_it_declares_and_its_own_file_ove
     (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseed: [0]\n")
     with pytest.raises(ParameterError, match=r"smoke/base.yaml: seed is a parameter of no notebook"):
         parameters.check_notebook_parameters("smoke")
+
+
+def test_without_a_history_the_parameters_are_the_data_a_notebook_holds_before_it_starts():
+    # nbval runs cells without history: the namespace holds the parameters cell and the imports
+    namespace = {"scale": "smoke", "base": {"epochs": 1}, "seeds": [0], "check_claims": False,
+                 "pd": pytest, "Config": ParameterError, "display": print, "In": [""], "Out": {}, "_": None}
+    assert parameters.session_parameters(namespace) == {"scale": "smoke", "base": {"epochs": 1}, "seeds": [0],
+                                                        "check_claims": False}
+    with pytest.raises(ParameterError, match="no parameters cell has run in this session"):
+        parameters.session_parameters({"pd": pytest, "In": []})
