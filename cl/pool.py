@@ -4,9 +4,11 @@ A small CNN does not keep two cores busy within one step (batch norm, pooling an
 run partly on one thread), so on a CPU two runs side by side, one thread each, finish the
 pair sooner than one after the other on two threads (``make bench`` measures the ratio).
 :func:`train_all` starts each unfinished run as its own ``python -m cl.train`` process, at
-most :func:`workers` at a time, relays their lines, and returns every run's metrics in the
-order given. On a GPU, or with ``NEGATIVES_WORKERS=1``, runs train one after the other in
-this process, as :func:`cl.train.run` does.
+most :func:`workers` at a time, each with the cores divided evenly between the workers (a lone
+last run too: the published numbers come from runs trained with the same threads), relays their
+lines, and returns every run's metrics in the order given. On a GPU, or with
+``NEGATIVES_WORKERS=1``, runs train one after the other in this process, as :func:`cl.train.run`
+does.
 
 A failure keeps the command line's contract: the runs already started finish (or stop at
 Ctrl-C, each at a clean point), then one line says what failed and how to fix it.
@@ -49,19 +51,26 @@ def train_all(jobs: list[tuple[Config, Path]], notebook: str | None = None,
     for cfg, _ in jobs:
         cfg.validate()
     todo = [i for i, (cfg, run_dir) in enumerate(jobs) if finished_run(cfg, Path(run_dir)) is None]
-    width = min(workers(jobs[todo[0]][0]), len(todo)) if todo else 1
-    if width == 1:
+    pooled = workers(jobs[todo[0]][0]) if todo else 1
+    if pooled == 1:
         return [train.run(cfg, run_dir, notebook=notebook, method=method)
                 for (cfg, run_dir), method in zip(jobs, methods)]
-    _in_processes([(i, jobs[i][0], Path(jobs[i][1]).resolve(), methods[i]) for i in todo], notebook, width)
+    _in_processes([(i, jobs[i][0], Path(jobs[i][1]).resolve(), methods[i]) for i in todo], notebook,
+                  min(pooled, len(todo)), threads_per_run(pooled))
     return [finished_run(cfg, Path(run_dir)) if i in todo
             else train.run(cfg, run_dir, notebook, methods[i])  # says it reuses the run
             for i, (cfg, run_dir) in enumerate(jobs)]
 
 
-def _in_processes(jobs: list[tuple[int, Config, Path, str]], notebook: str | None, width: int) -> None:
-    """Train ``jobs`` (index, config, run folder, method) as ``width`` processes at a time."""
-    threads = max(1, (os.cpu_count() or 1) // width)
+def threads_per_run(pooled: int) -> int:
+    """The threads of each of ``pooled`` runs side by side: the cores divided evenly among them."""
+    return max(1, (os.cpu_count() or 1) // pooled)
+
+
+def _in_processes(jobs: list[tuple[int, Config, Path, str]], notebook: str | None, width: int,
+                  threads: int) -> None:
+    """Train ``jobs`` (index, config, run folder, method) as ``width`` processes at a time, ``threads``
+    each."""
     pending, running, failures = list(jobs), [], []
     tracked = os.environ.get(progress.ENV)
     with tempfile.TemporaryDirectory(prefix="negatives-") as tmp:
@@ -139,7 +148,8 @@ def _start(index: int, cfg: Config, run_dir: Path, method: str, notebook: str | 
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), ENV: "1", "PYTHONUNBUFFERED": "1"}
     if tracked:  # each slot draws its own bar from its own progress file
         env[progress.ENV] = str(progress.slot_path(Path(tracked), slot))
-    command = [sys.executable, "-m", "cl.train", str(config), "--run-dir", str(run_dir), "--method", method]
+    command = [sys.executable, "-m", "cl.train", str(config), "--run-dir", str(run_dir), "--method", method,
+               "--threads", str(threads)]
     if notebook:
         command += ["--notebook", notebook]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -507,8 +507,8 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
         say(f"{run_dir.name}: {state}: {method} on {cfg.dataset} "
             f"({len(trainer.train_set):,} training images), "
             f"{_epochs(cfg.epochs)}, in {run_dir}")
-    record = {"run": run_dir.name, "notebook": notebook, "method": method,
-              "config": cfg.to_dict(), "epochs": trainer.history, "finished": False}
+    record = {"run": run_dir.name, "notebook": notebook, "method": method, "config": cfg.to_dict(),
+              "threads": torch.get_num_threads(), "epochs": trainer.history, "finished": False}
     steps = len(trainer.train_set) // cfg.batch_size
     bar = RunProgress(run_dir.name, cfg.epochs, steps, trainer.start_epoch, enabled=progress and is_main())
     try:
@@ -567,7 +567,11 @@ def _main(argv) -> int:
     parser.add_argument("--method", help="the method's name in metrics.json and the summary "
                                          "(default: the loss)")
     parser.add_argument("--notebook", help="the notebook the run belongs to, for metrics.json")
+    parser.add_argument("--threads", type=int, help="CPU threads for the run (default: torch's, one per "
+                                                    "core); metrics.json records them")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if "WORLD_SIZE" in os.environ and not distributed():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)

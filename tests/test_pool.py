@@ -67,6 +67,14 @@ def test_one_worker_trains_in_this_process(runs, monkeypatch, capsys):
     assert started == [] and capsys.readouterr().err.count(": new run: ") == 2
 
 
+def test_a_lone_last_run_trains_with_the_threads_of_its_pooled_siblings(runs, monkeypatch):
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 8)  # 2 workers: 4 threads each, not the 8 cores
+    study.run_conditions({"a": {}}, TINY, [0, 1], "s", "nb")
+    (runs / "s" / "a_s1" / "metrics.json").unlink()  # the one run left to train
+    [record] = study.run_conditions({"a": {}}, TINY, [1], "s", "nb")["a"]
+    assert record["threads"] == 4 == json.loads((runs / "s" / "a_s0" / "metrics.json").read_text())["threads"]
+
+
 def test_ctrl_c_stops_every_run_at_a_clean_point_and_says_where_each_resumes(tmp_path):
     script = textwrap.dedent(f"""
         import pathlib
