@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 import cl
-from cl import ROOT, cli
+from cl import ROOT, cli, controls
 from cl.config import Config
 from cl.parameters import notebooks
 
@@ -20,7 +20,9 @@ FINAL_COLUMNS = ["knn_top1", "linear_top1", "alignment", "uniformity", "train_se
 CONFIG_COLUMNS = ["loss", "source", "t", "tau_plus", "beta", "select", "select_fraction", "mochi_n",
                   "mochi_s", "mochi_s_prime", "mochi_warmup", "queue", "mined_queue", "mine_every",
                   "mine_rule", "batch_size", "optimizer", "lr", "lr_schedule", "precision"]
-SUMMARY_COLUMNS = ["run", "notebook", "method", "dataset", "epochs", "seed", *FINAL_COLUMNS, *CONFIG_COLUMNS]
+# control: the kind of a control (cl.controls: untrained encoder, raw pixels), empty for a trained run
+SUMMARY_COLUMNS = ["run", "notebook", "method", "control", "dataset", "epochs", "seed", *FINAL_COLUMNS,
+                   *CONFIG_COLUMNS]
 # what makes a condition a method rather than a setting: its objective, selection, MoCHi and heads
 METHOD_KEYS = ("loss", "tau_plus", "beta", "select", "select_fraction", "mochi_n", "mochi_s", "mochi_s_prime",
                "mochi_warmup", "head", "predictor_hidden", "predictor_lr", "target_schedule", "precision")
@@ -36,7 +38,8 @@ def summary_rows(scale: str) -> list[dict]:
             continue
         cfg, final = {**defaults, **m["config"]}, m["final"]
         rows.append({"run": m["run"], "notebook": m["notebook"], "method": m["method"],
-                     "dataset": cfg["dataset"], "epochs": cfg["epochs"], "seed": cfg["seed"],
+                     "control": m.get("control", ""), "dataset": cfg["dataset"],
+                     "epochs": 0 if m.get("control") else cfg["epochs"], "seed": cfg["seed"],
                      **{k: final[k] for k in FINAL_COLUMNS}, **{k: cfg.get(k) for k in CONFIG_COLUMNS}})
     return rows
 
@@ -72,9 +75,10 @@ def baselines(results: dict[str, list[dict]]) -> dict[str, str]:
     defaults = Config().to_dict()
     ignored = (*METHOD_KEYS, "seed", "device", "probe")
     setting_of = lambda cfg: tuple(sorted((k, v) for k, v in cfg.items() if k not in ignored))
-    plain = {setting_of(trained_config(records)): name for name, records in results.items()
+    trained = {name: records for name, records in results.items() if not controls.is_control(name)}
+    plain = {setting_of(trained_config(records)): name for name, records in trained.items()
              if all(trained_config(records)[k] == defaults[k] for k in METHOD_KEYS)}
-    return {name: plain[key] for name, records in results.items()
+    return {name: plain[key] for name, records in trained.items()
             if (key := setting_of(trained_config(records))) in plain and plain[key] != name}
 
 
@@ -133,22 +137,26 @@ def setting(row) -> str:
 
 def results_table(scale: str = "cpu") -> str:
     """The study's results as Markdown, from the summary of finished runs (``summary.csv``) and
-    the recorded notebook minutes: one row per condition (its runs' seeds pooled, mean ± std),
+    the recorded notebook minutes: the controls first (:mod:`cl.controls`: what an encoder reaches
+    without learning), then one row per condition (its runs' seeds pooled, mean ± std over seeds),
     and one line per notebook with its wall-clock minutes (its last execution, which reuses
     finished runs, and with every run trained anew). The README's tables are this output."""
     table = pd.DataFrame(summary_rows(scale), columns=SUMMARY_COLUMNS)
     if table.empty:
         return f"no finished runs under runs/{scale}/: run `make run` first"
     table["condition"] = table["run"].str.replace(r"_s\d+$", "", regex=True)
-    table["setting"] = table.apply(setting, axis=1)
+    table["setting"] = [f"control: {controls.LABELS[row['control']]}" if row["control"] else setting(row)
+                        for _, row in table.iterrows()]
+    table["order"] = table["control"].map(lambda kind: 0 if kind else 1)
     fmt = lambda v, d=2: f"{v.mean():.{d}f}" + (f" ± {v.std():.{d}f}" if len(v) > 1 else "")
-    lines = ["| notebook | condition | setting | epochs | seeds | kNN top-1 | linear top-1 | alignment "
+    lines = ["Each cell: the mean ± the standard deviation over seeds (the seeds column counts them).", "",
+             "| notebook | condition | setting | epochs | seeds | kNN top-1 | linear top-1 | alignment "
              "| uniformity | train min/run |", "|" + " --- |" * 10]
-    for (notebook, condition), g in table.groupby(["notebook", "condition"], sort=True):
+    for (_, notebook, condition), g in table.groupby(["order", "notebook", "condition"], sort=True, dropna=False):
+        minutes = "—" if g["control"].iloc[0] else f"{g['train_seconds'].mean() / 60:.1f}"
         lines.append(f"| {notebook} | {condition} | {g['setting'].iloc[0]} | {g['epochs'].iloc[0]} "
                      f"| {len(g)} | {fmt(g['knn_top1'])} | {fmt(g['linear_top1'])} "
-                     f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} "
-                     f"| {g['train_seconds'].mean() / 60:.1f} |")
+                     f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} | {minutes} |")
     minutes = recorded_minutes(scale)
     scratch = scratch_minutes(scale)
     if minutes or scratch:

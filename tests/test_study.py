@@ -30,7 +30,8 @@ def test_summary_has_one_row_per_finished_run_with_the_promised_columns(tmp_path
     path = summary.write_summary("cpu")
     assert path == tmp_path / "summary.csv"
     table = pd.read_csv(path)
-    assert list(table.columns)[:12] == ["run", "notebook", "method", "dataset", "epochs", "seed", "knn_top1",
+    assert list(table.columns)[:13] == ["run", "notebook", "method", "control", "dataset", "epochs", "seed",
+                                        "knn_top1",
                                         "linear_top1", "alignment", "uniformity", "train_seconds",
                                         "images_per_second"]
     assert {"loss", "source", "t", "tau_plus", "beta", "select", "select_fraction", "mochi_n", "mochi_s",
