@@ -266,6 +266,31 @@ def gain_over(records: list[dict], reference: dict[int, dict], metric: str = "kn
     return stats.t_interval([r["final"][metric] - reference[r["config"]["seed"]][metric] for r in records])
 
 
+def per_epoch(records: list[dict], key: str = "knn_top1") -> pd.DataFrame:
+    """One metric of a condition's per-epoch rows (``metrics.json``'s ``epochs``), epoch × seed."""
+    return pd.DataFrame({r["config"]["seed"]: {row["epoch"]: row[key] for row in r["epochs"]} for r in records})
+
+
+def at_epoch(results: dict[str, list[dict]], epoch: int) -> dict[str, list[dict]]:
+    """``results`` as they stood after ``epoch``: each run's per-epoch row at that epoch as its
+    ``final`` (the monitor's metrics), for the runs that trained that long; for paired differences
+    over training (``cl.stats.paired_difference``)."""
+    return {name: [{"config": r["config"], "final": r["epochs"][epoch - 1]} for r in records
+                   if len(r["epochs"]) >= epoch] for name, records in results.items()}
+
+
+def hardest_same_class_over_training(run_dirs: dict[int, Path], share: float) -> pd.DataFrame:
+    """``difficulty.hardest_same_class`` of each run's probe set after every epoch (``run_dirs``: seed →
+    run folder): one row per (seed, epoch) with its precision, recall and chance level."""
+    rows = []
+    for seed, run_dir in run_dirs.items():
+        record = load_probe_set(run_dir)
+        for epoch, z in record.embeddings.items():
+            rows.append({"seed": seed, "epoch": epoch,
+                         **difficulty.hardest_same_class(z, record.labels, share)._asdict()})
+    return pd.DataFrame(rows)
+
+
 def overview(results: dict[str, list[dict]]) -> pd.DataFrame:
     """Every condition of ``results`` (``summary.finished_results``) in one table to read: the final
     metrics as mean ± std over its seeds (``stats.formatted``), the setting its runs trained in

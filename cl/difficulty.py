@@ -200,6 +200,34 @@ def similarity_by_band(percentiles: torch.Tensor, labels: torch.Tensor, class_si
     return pd.DataFrame(rows).set_index("band")
 
 
+class Detection(NamedTuple):
+    """``hardest_same_class``'s result: how well the hardest share finds the query's class."""
+    precision: float
+    recall: float
+    chance: float  # what a random ranking scores on both: the share of same-class negatives
+
+
+def hardest_same_class(z: torch.Tensor, labels: torch.Tensor, share: float) -> Detection:
+    """How well "the hardest ``share`` of a query's negatives" finds the query's own class (the false
+    negatives of instance discrimination), over the probe set: for each query i, H_i its n =
+    ⌊share · (P − 1)⌋ most similar other images and S_i those of its class,
+
+        precision = mean_i |H_i ∩ S_i| / n,      recall = mean_i |H_i ∩ S_i| / |S_i|
+
+    (recall over the queries with a classmate). A random ranking scores mean_i |S_i| / (P − 1) on
+    both (``chance``); with ``share`` = 1/C and C balanced classes, |S_i| ≈ n, and a perfect
+    detector scores 1 on both."""
+    sim = z.float() @ z.float().T
+    sim.fill_diagonal_(-math.inf)
+    n = max(1, int(share * (len(z) - 1)))
+    same = labels[sim.topk(n, dim=1).indices] == labels[:, None]
+    hits = same.sum(1).float()
+    classmates = (labels[:, None] == labels[None, :]).sum(1).float() - 1
+    has = classmates > 0
+    return Detection(float((hits / n).mean()), float((hits[has] / classmates[has]).mean()),
+                     float((classmates / (len(z) - 1)).mean()))
+
+
 def labelled_pairs(ranked: pd.DataFrame, label: str) -> set[tuple[str, str]]:
     """The (class_a, class_b) pairs of a ``ranked_class_pairs`` table that carry ``label``."""
     return set(map(tuple, ranked.loc[ranked["label"] == label, ["class_a", "class_b"]].values))

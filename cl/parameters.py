@@ -162,7 +162,7 @@ def _parameter_problem(name: str, value, base: dict) -> str | None:
     """What is wrong with one parameter's value, if anything."""
     if name == "scale":
         return None if value in SCALES else f"{value!r} is not a scale: use one of {', '.join(SCALES)}"
-    if name == "seeds":
+    if name == "seeds" or name.endswith("_seeds"):
         seeds = value if isinstance(value, list) else []
         whole = all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
         good = seeds and whole and len(set(seeds)) == len(seeds)

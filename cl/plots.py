@@ -6,6 +6,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator
+
+from cl import stats
 
 
 def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | None = None, axes=None):
@@ -26,6 +29,26 @@ def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | Non
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def seeded_curves(series: dict[str, pd.DataFrame], ylabel: str, title: str = "", ax=None):
+    """Curves over epochs with their 95 % t interval over seeds at each epoch (``series``: label →
+    epoch × seed table, ``cl.analysis.per_epoch``); a curve of fewer than 3 seeds has no band."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for label, table in series.items():
+        epochs = list(table.index)
+        rows = [stats.t_interval(table.loc[e].dropna()) for e in epochs]
+        line, = ax.plot(epochs, [r.mean for r in rows], marker="o", ms=3, label=label)
+        if all(r.claims for r in rows):
+            ax.fill_between(epochs, [r.low for r in rows], [r.high for r in rows], color=line.get_color(),
+                            alpha=0.2, lw=0)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax
 
 
 def alignment_uniformity(results: dict[str, list[dict]], ax=None, title: str = "final embedding, every seed"):

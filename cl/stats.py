@@ -159,12 +159,17 @@ def paired_difference(results: dict[str, list[dict]], a: str, b: str, metric: st
     augmentations). A bootstrap over three seeds would be degenerate (ten distinct resamples),
     which is why the interval is Student's t.
     """
+    return Difference(a, b, metric, t_interval(paired_values(results, a, b, metric), level))
+
+
+def paired_values(results: dict[str, list[dict]], a: str, b: str, metric: str = "knn_top1") -> list[float]:
+    """The per-seed differences m_a(s) − m_b(s) over the seeds both conditions ran, in seed order."""
     by_seed = lambda name: {r["config"]["seed"]: r["final"][metric] for r in results[name]}
     va, vb = by_seed(a), by_seed(b)
     seeds = sorted(set(va) & set(vb))
     if not seeds:
         raise ValueError(f"{a!r} and {b!r} share no seed: nothing to pair")
-    return Difference(a, b, metric, t_interval([va[s] - vb[s] for s in seeds], level))
+    return [va[s] - vb[s] for s in seeds]
 
 
 def compared(results: dict[str, list[dict]], a: str, b: str) -> str:

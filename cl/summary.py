@@ -135,6 +135,11 @@ def setting(row) -> str:
 
 
 
+def setting_of(overrides: dict) -> str:
+    """:func:`setting` of a run of these config overrides (the defaults elsewhere)."""
+    return setting(Config.from_dict(overrides).to_dict())
+
+
 def results_table(scale: str = "cpu") -> str:
     """The study's results as Markdown, from the summary of finished runs (``summary.csv``) and
     the recorded notebook minutes: the controls first (:mod:`cl.controls`: what an encoder reaches

@@ -107,3 +107,15 @@ def test_same_class_share_weighs_each_band_by_its_count():
     assert analysis.same_class_share(record) == pytest.approx((10 * 1.0 + 30 * 0.2) / 40)
     with pytest.raises(ValueError, match="recorded no negatives"):
         analysis.same_class_share({"run": "r", "epochs": [{"negatives": None}]})
+
+
+def test_per_epoch_rows_become_tables_and_results_as_they_stood_after_an_epoch():
+    run = lambda seed, values: {"config": {"seed": seed}, "final": {"knn_top1": values[-1]},
+                                "epochs": [{"epoch": e + 1, "knn_top1": v} for e, v in enumerate(values)]}
+    results = {"a": [run(0, [50.0, 60.0, 70.0]), run(1, [52.0, 61.0, 72.0])], "b": [run(0, [40.0, 45.0])]}
+    table = analysis.per_epoch(results["a"])
+    assert list(table.columns) == [0, 1] and table.loc[2, 1] == 61.0
+    second = analysis.at_epoch(results, 2)
+    assert [r["final"]["knn_top1"] for r in second["a"]] == [60.0, 61.0] and second["b"][0]["final"]["knn_top1"] == 45.0
+    assert analysis.at_epoch(results, 3)["b"] == []  # b trained two epochs only
+    assert stats.paired_difference(second, "a", "b").mean == 15.0

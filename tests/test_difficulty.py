@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cl import difficulty
 from cl.difficulty import (
     ANTI_CORRELATED,
     CORRELATED,
@@ -279,3 +280,14 @@ def test_negative_share_of_an_exact_half_and_half_matrix():
     noise = noise * (between / noise.pow(2).sum()).sqrt()
     percentiles = (column + noise).masked_fill(~off_diagonal, NAN)
     assert negative_share(percentiles) == pytest.approx(0.5)
+
+
+def test_the_hardest_share_finds_the_class_of_clustered_embeddings_and_only_chance_in_random_ones():
+    labels = torch.arange(10).repeat_interleave(20)  # 10 balanced classes of 20
+    clustered = F.normalize(F.one_hot(labels, 16).float() + 0.01 * torch.randn(200, 16), dim=1)
+    found = difficulty.hardest_same_class(clustered, labels, share=0.1)
+    assert found.precision == pytest.approx(1.0) and found.recall == pytest.approx(19 / 19)
+    assert found.chance == pytest.approx(19 / 199)
+    random = difficulty.hardest_same_class(F.normalize(torch.randn(200, 16, generator=torch.Generator().manual_seed(0)),
+                                                       dim=1), labels, share=0.1)
+    assert abs(random.precision - random.chance) < 0.05 and abs(random.recall - random.chance) < 0.05

@@ -194,3 +194,9 @@ def test_each_condition_is_paired_with_the_plain_condition_of_its_own_setting():
                "long": record(epochs=25)}
     assert summary.baselines(results) == {"hardest_5pct": "moco", "drop_t0.2": "moco_t0.2",
                                         "debiased_paper": "simclr_paper", "moco_fp32": "moco"}
+
+
+def test_every_list_of_seeds_is_checked_as_seeds():
+    with pytest.raises(parameters.ParameterError, match=r"parameter primary_seeds: \[0, 0\] is not a non-empty list"):
+        parameters._check_values({"primary_seeds": [0, 0]})
+    parameters._check_values({"longer_seeds": [0, 1, 2]})
