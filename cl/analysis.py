@@ -268,7 +268,8 @@ def gain_over(records: list[dict], reference: dict[int, dict], metric: str = "kn
 
 def per_epoch(records: list[dict], key: str = "knn_top1") -> pd.DataFrame:
     """One metric of a condition's per-epoch rows (``metrics.json``'s ``epochs``), epoch × seed."""
-    return pd.DataFrame({r["config"]["seed"]: {row["epoch"]: row[key] for row in r["epochs"]} for r in records})
+    return pd.DataFrame({r["config"]["seed"]: {row["epoch"]: row[key] for row in r["epochs"]}
+                         for r in records})
 
 
 def at_epoch(results: dict[str, list[dict]], epoch: int) -> dict[str, list[dict]]:

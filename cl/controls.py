@@ -87,7 +87,8 @@ def evaluate(cfg: Config, kind: str) -> dict:
     return trainer.evaluate(final=True)
 
 
-def ensure(base: dict, seeds, scale: str, notebook: str | None = None, suffix: str = "") -> dict[str, list[dict]]:
+def ensure(base: dict, seeds, scale: str, notebook: str | None = None,
+           suffix: str = "") -> dict[str, list[dict]]:
     """Every control for every seed, of ``base``'s data, encoder and evaluation (EVALUATION_KEYS; the
     rest of ``base`` is left out, so every notebook of a scale shares them), computed where missing and
     reused where finished, as ``{condition: [record per seed]}`` like :func:`cl.study.run_groups`

@@ -57,11 +57,13 @@ class Contrast:
 
 @dataclass(frozen=True)
 class Family:
-    """The declared family: its contrasts, the family-wise ``level`` and the ``metric`` that decides."""
+    """The declared family: its contrasts, the family-wise ``level``, the ``metric`` that decides and
+    the ``notebook`` that measures them."""
 
     contrasts: tuple[Contrast, ...]
     level: float
     metric: str
+    notebook: str = ""
 
     @property
     def conditions(self) -> list[str]:
@@ -94,8 +96,10 @@ def declared(path: Path | None = None) -> Family:
                 raise problem(f"contrast {name!r}: a non-inferiority margin needs margin_of (a superiority "
                               f"contrast declared before it) and margin_share in (0, 1)")
         contrasts.append(Contrast(name, spec["question"], spec["a"], spec["b"], spec["test"],
-                                  float(spec["planning_sd"]), spec.get("margin_of"), spec.get("margin_share")))
-    return Family(tuple(contrasts), float(raw.get("level", 0.05)), raw.get("metric", "knn_top1"))
+                                  float(spec["planning_sd"]), spec.get("margin_of"),
+                                  spec.get("margin_share")))
+    return Family(tuple(contrasts), float(raw.get("level", 0.05)), raw.get("metric", "knn_top1"),
+                  raw.get("notebook", ""))
 
 
 def superiority_p(values) -> float:
@@ -194,7 +198,8 @@ class Tested:
             return f"`{c.a}` − `{c.b}`: {d.text()} kNN points"
         margin = f", margin {self.margin:.2f}" if self.margin is not None else ""
         return (f"`{c.a}` − `{c.b}`: {d.text()} kNN points (95 % interval, {stats.plural(d.seeds, 'seed')}); "
-                f"{c.test.replace('_', '-')}{margin}, p = {self.p:.3g}, Holm-adjusted p = {self.adjusted:.3g}: "
+                f"{c.test.replace('_', '-')}{margin}, p = {self.p:.3g}, "
+                f"Holm-adjusted p = {self.adjusted:.3g}: "
                 f"**{self.verdict}**")
 
 
@@ -206,7 +211,8 @@ def tested(results: dict[str, list[dict]], family: Family | None = None) -> list
     if missing:
         raise ValueError(f"the primary contrasts need the conditions {', '.join(missing)}, which have no "
                          f"finished runs")
-    differences = {c.name: stats.paired_difference(results, c.a, c.b, family.metric) for c in family.contrasts}
+    differences = {c.name: stats.paired_difference(results, c.a, c.b, family.metric)
+                   for c in family.contrasts}
     margins, pvalues = {}, {}
     for c in family.contrasts:
         values = stats.paired_values(results, c.a, c.b, family.metric)
@@ -246,8 +252,9 @@ def check(results: dict[str, list[dict]], primary_results: list[Tested], renamed
     (name → name in that setting) and compared by its 95 % interval alone. A superiority verdict holds
     when the interval lies on the same side of 0 as the primary mean; a non-inferiority one when its
     lower end lies above −margin, the margin taken from the renamed ``margin_of`` contrast."""
-    differences = {t.contrast.name: stats.paired_difference(results, renamed(t.contrast.a), renamed(t.contrast.b),
-                                                            t.difference.metric) for t in primary_results}
+    differences = {t.contrast.name: stats.paired_difference(results, renamed(t.contrast.a),
+                                                            renamed(t.contrast.b), t.difference.metric)
+                   for t in primary_results}
     rows = []
     for t in primary_results:
         c, d = t.contrast, differences[t.contrast.name]
@@ -259,7 +266,8 @@ def check(results: dict[str, list[dict]], primary_results: list[Tested], renamed
             side = 1 if t.difference.mean > 0 else -1
             holds = d.claims and (d.low > 0 if side > 0 else d.high < 0)
             word = d.verdict()
-        rows.append({"contrast": c.name, "primary verdict": t.verdict, "a − b": f"{renamed(c.a)} − {renamed(c.b)}",
+        rows.append({"contrast": c.name, "primary verdict": t.verdict,
+                     "a − b": f"{renamed(c.a)} − {renamed(c.b)}",
                      "difference": d.text(), "word": word,
                      "direction holds": ("yes" if holds else "no") if d.claims else "no claim"})
     return pd.DataFrame(rows).set_index("contrast")

@@ -133,11 +133,15 @@ def title(py: Path) -> str:
     return next((line.lstrip("#").strip() for line in markdown.splitlines() if line.startswith("#")), py.stem)
 
 
-def write_report(scale: str) -> Path:
-    """Write the scale's report (see the module's docstring); the path written."""
-    path = report_path(scale)
+def write_report(scale: str, path: Path | None = None, pages: dict[str, Path] | None = None,
+                 offline_mathjax: bool = True) -> Path:
+    """Write the scale's report (see the module's docstring); the path written. ``path`` and ``pages``
+    (notebook name → the page its link opens) default to ``report_path`` and the executed notebooks'
+    HTML under runs/; the published report (:mod:`cl.publish`) links to the executed notebooks
+    themselves and loads no MathJax (``offline_mathjax=False``: it has no equations of its own)."""
+    path = path or report_path(scale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pages = {py.stem: cl.RUNS / scale / "notebooks" / f"{py.stem}.html" for py in notebooks()}
+    pages = pages or {py.stem: cl.RUNS / scale / "notebooks" / f"{py.stem}.html" for py in notebooks()}
     executed = {name: page for name, page in pages.items() if page.exists()}
     table = path.parent / "summary.csv"
     rows = f" One row per training run: {_link(path, table, table.name)}." if table.exists() else ""
@@ -146,7 +150,7 @@ def write_report(scale: str) -> Path:
             "<h2>Notebooks</h2>", _notebooks_table(scale, path, executed),
             "<h2>Results</h2>", _results(scale),
             "<h2>Key plots</h2>", *[_figures(path, page) for page in executed.values()]]
-    path.write_text(_page(f"negatives: {scale} report", mathjax_url(path), body))
+    path.write_text(_page(f"negatives: {scale} report", mathjax_url(path) if offline_mathjax else None, body))
     return path
 
 
@@ -189,7 +193,8 @@ def _link(report: Path, target: Path, text: str) -> str:
     return f'<a href="{href}">{html.escape(text)}</a>'
 
 
-def _page(name: str, mathjax: str, body: list[str]) -> str:
+def _page(name: str, mathjax: str | None, body: list[str]) -> str:
+    script = f"<script src=\"{html.escape(mathjax)}\"></script>" if mathjax else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)}</title>'
-            f"<style>{STYLE}</style>\n<script src=\"{html.escape(mathjax)}\"></script></head>\n"
+            f"<style>{STYLE}</style>\n{script}</head>\n"
             "<body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -3,8 +3,10 @@
 ``python -m cl.study run --scale cpu``   executes every notebook in order into runs/
 ``python -m cl.study prepare --scale smoke``  writes the notebooks with the smoke
 parameters injected (what ``make test`` hands to nbval)
-``python -m cl.study table | summary | report | parameters``  the results table (``--readme``
-writes it into README.md), ``summary.csv``, the report page, a notebook's merged parameters
+``python -m cl.study table | summary | report | parameters``  the results table, ``summary.csv``,
+the report page, a notebook's merged parameters
+``python -m cl.study publish``  after ``make run``: the study into ``results/cpu/`` and the
+README's findings and results from it (:mod:`cl.publish`)
 
 Where things go: ``runs/<scale>/<run name>/`` for a training run (:mod:`cl.run_folder`),
 ``runs/<scale>/notebooks/`` for executed notebooks and their HTML, ``runs/summary.csv`` (cpu)
@@ -29,7 +31,7 @@ import yaml
 from jupyter_client import AsyncKernelManager
 
 import cl
-from cl import cli, pool, progress, report, summary
+from cl import cli, pool, progress, publish, report, summary
 from cl.cli import Interrupted, UserError
 from cl.config import Config
 from cl.parameters import (
@@ -195,18 +197,18 @@ def _interrupted(notebook: str, scale: str, states: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    """``python -m cl.study run | prepare | summary | table | report | parameters``; an expected failure is
-    one line, exit status 1."""
+    """``python -m cl.study run | prepare | summary | table | report | parameters | publish``; an expected
+    failure is one line, exit status 1."""
     return cli.run_main(_main, argv)
 
 
 def _main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "prepare", "summary", "table", "report", "parameters"],
-                        help="table: print the results as Markdown (--readme: write them into README.md); "
-                             "parameters: print the --only notebook's parameters at --scale as YAML "
-                             "(for papermill -f)")
-    parser.add_argument("--readme", action="store_true", help="with table: fill README.md's results block")
+    parser.add_argument("action", choices=["run", "prepare", "summary", "table", "report", "parameters",
+                                           "publish"],
+                        help="table: print the results as Markdown; parameters: print the --only notebook's "
+                             "parameters at --scale as YAML (for papermill -f); publish: the executed study "
+                             "into results/<scale>/ and the README's findings and results from it")
     parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--only", nargs="*", help="notebook names (default: all, in order)")
     args = parser.parse_args(argv)
@@ -217,9 +219,9 @@ def _main(argv) -> int:
         for p in prepare(args.scale):
             print(shown(p))
     elif args.action == "table":
-        if args.readme:
-            summary.write_readme_results(args.scale)
         print(summary.results_table(args.scale))
+    elif args.action == "publish":
+        print(f"published: {shown(publish.publish(args.scale))}; README.md's findings and results rewritten")
     elif args.action == "report":
         print(shown(report.write_report(args.scale)))
     elif args.action == "parameters":

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 import cl
-from cl import ROOT, cli, controls
+from cl import cli, controls
 from cl.config import Config
 from cl.parameters import notebooks
 
@@ -140,13 +140,15 @@ def setting_of(overrides: dict) -> str:
     return setting(Config.from_dict(overrides).to_dict())
 
 
-def results_table(scale: str = "cpu") -> str:
+def results_table(scale: str = "cpu", rows: pd.DataFrame | None = None, minutes: dict | None = None) -> str:
     """The study's results as Markdown, from the summary of finished runs (``summary.csv``) and
     the recorded notebook minutes: the controls first (:mod:`cl.controls`: what an encoder reaches
     without learning), then one row per condition (its runs' seeds pooled, mean ± std over seeds),
     and one line per notebook with its wall-clock minutes (its last execution, which reuses
-    finished runs, and with every run trained anew). The README's tables are this output."""
-    table = pd.DataFrame(summary_rows(scale), columns=SUMMARY_COLUMNS)
+    finished runs, and with every run trained anew). The README's tables are this output, from the
+    published ``rows`` (a ``summary.csv``) and ``minutes`` (by default the scale's runs and minutes)."""
+    table = pd.DataFrame(summary_rows(scale), columns=SUMMARY_COLUMNS) if rows is None else rows.copy()
+    table["control"] = table["control"].fillna("")
     if table.empty:
         return f"no finished runs under runs/{scale}/: run `make run` first"
     table["condition"] = table["run"].str.replace(r"_s\d+$", "", regex=True)
@@ -157,12 +159,13 @@ def results_table(scale: str = "cpu") -> str:
     lines = ["Each cell: the mean ± the standard deviation over seeds (the seeds column counts them).", "",
              "| notebook | condition | setting | epochs | seeds | kNN top-1 | linear top-1 | alignment "
              "| uniformity | train min/run |", "|" + " --- |" * 10]
-    for (_, notebook, condition), g in table.groupby(["order", "notebook", "condition"], sort=True, dropna=False):
-        minutes = "—" if g["control"].iloc[0] else f"{g['train_seconds'].mean() / 60:.1f}"
+    groups = table.groupby(["order", "notebook", "condition"], sort=True, dropna=False)
+    for (_, notebook, condition), g in groups:
+        per_run = "—" if g["control"].iloc[0] else f"{g['train_seconds'].mean() / 60:.1f}"
         lines.append(f"| {notebook} | {condition} | {g['setting'].iloc[0]} | {g['epochs'].iloc[0]} "
                      f"| {len(g)} | {fmt(g['knn_top1'])} | {fmt(g['linear_top1'])} "
-                     f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} | {minutes} |")
-    minutes = recorded_minutes(scale)
+                     f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} | {per_run} |")
+    minutes = recorded_minutes(scale) if minutes is None else minutes
     scratch = scratch_minutes(scale)
     if minutes or scratch:
         shown = lambda values, nb: f"{values[nb]:.1f}" if nb in values else "—"
@@ -178,18 +181,17 @@ def results_table(scale: str = "cpu") -> str:
     return "\n".join(lines)
 
 
-README_BEGIN, README_END = "<!-- results: begin -->", "<!-- results: end -->"
-
-
-def write_readme_results(scale: str = "cpu", readme: Path = ROOT / "README.md") -> None:
-    """Replace the README's results block (between README_BEGIN and README_END) with
-    ``results_table``, so that no number there is typed by hand."""
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_BEGIN} … {README_END} block to fill")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_BEGIN}\n{results_table(scale)}\n{README_END}{tail}")
+def results_from_rows(table: pd.DataFrame) -> dict[str, list[dict]]:
+    """A ``summary.csv`` read back as :func:`finished_results` gives the runs (condition → records in
+    seed order, each with its seed and final metrics): what ``cl.stats`` and ``cl.primary`` take."""
+    results: dict[str, list[dict]] = {}
+    for _, row in table.sort_values(["run", "seed"]).iterrows():
+        record = {"run": row["run"], "config": {"seed": int(row["seed"]), "epochs": int(row["epochs"]),
+                                                "dataset": row["dataset"]},
+                  "final": {k: row[k] for k in FINAL_COLUMNS}}
+        results.setdefault(re.sub(r"_s\d+$", "", row["run"]), []).append(record)
+    by_seed = lambda records: sorted(records, key=lambda r: r["config"]["seed"])
+    return {name: by_seed(records) for name, records in sorted(results.items())}
 
 
 def write_summary(scale: str) -> Path:

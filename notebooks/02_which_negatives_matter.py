@@ -183,7 +183,8 @@ for t in temperatures:
 for name in ("hardest_5pct", "random_5pct"):
     by_temperature[f"{name}_t{temperatures[0]:g}"] = {"t": temperatures[0], **key[name]}
 display(pd.DataFrame.from_dict({**key, **by_temperature}, orient="index").astype(object).fillna(""))
-notebook.show(stats.bullets({"setting of the key conditions (not the temperature pairs)": summary.setting_of(base)}))
+notebook.show(stats.bullets({"setting of the key conditions (not the temperature pairs)":
+                             summary.setting_of(base)}))
 
 # %% [markdown]
 # The **curves** are one seed per point: exploratory, they claim nothing by themselves. Three
@@ -344,7 +345,8 @@ plots.hardest_negatives(data.images, data.labels, data.classes, contrast.idx[:6]
 # untrained encoder of a seed is the initialisation its runs start from).
 
 # %%
-notebook.show(stats.bullets({f"MoCo v2 − {controls.LABELS[kind]}": stats.compared(results, "moco", controls.condition(kind))
+notebook.show(stats.bullets({f"MoCo v2 − {controls.LABELS[kind]}":
+                             stats.compared(results, "moco", controls.condition(kind))
                              for kind in controls.KINDS}))
 
 # %% [markdown]
@@ -404,7 +406,8 @@ notebook.show(stats.bullets({
     "remove the hardest 5 % − all negatives": stats.compared(results, "drop_hardest_5pct", "moco"),
     f"only the hardest 5 % − a random 5 %, t = {t2:g}":
         stats.compared(results, f"hardest_5pct_t{t2:g}", f"random_5pct_t{t2:g}"),
-    f"only the hardest 5 % − all negatives, t = {t2:g}": stats.compared(results, f"hardest_5pct_t{t2:g}", f"moco_t{t2:g}"),
+    f"only the hardest 5 % − all negatives, t = {t2:g}":
+        stats.compared(results, f"hardest_5pct_t{t2:g}", f"moco_t{t2:g}"),
     f"remove the hardest 0.1 % − all negatives, t = {cfg.t:g}":
         stats.compared(results, "drop_hardest_0.1pct", "moco"),
     **{f"remove the hardest 0.1 % − all negatives, t = {t:g}":
@@ -424,8 +427,9 @@ notebook.show(stats.bullets({
 # %%
 at_longer = lambda name: name if controls.is_control(name) else f"{name}_{longer['epochs']}ep"
 display(primary.check(results, verdicts, at_longer))
-notebook.show(stats.bullets({f"MoCo v2 − {controls.LABELS['untrained']}, {stats.plural(longer['epochs'], 'epoch')}":
-                             stats.compared(results, at_longer("moco"), controls.condition("untrained"))}))
+notebook.show(stats.bullets({
+    f"MoCo v2 − {controls.LABELS['untrained']}, {stats.plural(longer['epochs'], 'epoch')}":
+        stats.compared(results, at_longer("moco"), controls.condition("untrained"))}))
 
 # %% [markdown]
 # ### Does mining the hardest negatives converge faster?
@@ -440,9 +444,10 @@ notebook.show(stats.bullets({f"MoCo v2 − {controls.LABELS['untrained']}, {stat
 plots.seeded_curves({name: analysis.per_epoch(results[name]) for name in grid}, "kNN top-1 (monitor bank), %",
                     title=f"{stats.plural(longer['epochs'], 'epoch')}, mean and 95 % interval over seeds")
 by_epoch = {epoch: analysis.at_epoch(results, epoch) for epoch in range(1, longer["epochs"] + 1)}
-notebook.show(stats.bullets({f"epoch {epoch}: only the hardest 5 % − all negatives":
-                             stats.paired_difference(at, at_longer("hardest_5pct"), at_longer("moco")).sentence()
-                             for epoch, at in by_epoch.items()}))
+notebook.show(stats.bullets({
+    f"epoch {epoch}: only the hardest 5 % − all negatives":
+        stats.paired_difference(at, at_longer("hardest_5pct"), at_longer("moco")).sentence()
+    for epoch, at in by_epoch.items()}))
 
 # %% [markdown]
 # ### The hardest negatives and the false negatives
@@ -476,10 +481,12 @@ notebook.show(stats.bullets({
 # %%
 seeds_of = lambda name: {r["config"]["seed"]: study.run_dir(scale, r["run"]) for r in results[name]}
 detection = analysis.hardest_same_class_over_training(seeds_of(at_longer("moco")), share=0.1)
-plots.seeded_curves({m: detection.pivot(index="epoch", columns="seed", values=m) for m in ("precision", "recall")},
-                    "share of the hardest 10 % / of the same class", title="the hardest 1/C as a false-negative detector")
+shares = {m: detection.pivot(index="epoch", columns="seed", values=m) for m in ("precision", "recall")}
+plots.seeded_curves(shares, "share of the hardest 10 % / of the same class",
+                    title="the hardest 1/C as a false-negative detector")
 last = detection[detection["epoch"] == detection["epoch"].max()]
-notebook.show(stats.bullets({f"{m} after the last epoch": stats.share_interval(last[m], last["chance"].mean(), "a random ranking")
+notebook.show(stats.bullets({f"{m} after the last epoch":
+                             stats.share_interval(last[m], last["chance"].mean(), "a random ranking")
                              for m in ("precision", "recall")}))
 
 # %% [markdown]

@@ -116,6 +116,7 @@ def test_per_epoch_rows_become_tables_and_results_as_they_stood_after_an_epoch()
     table = analysis.per_epoch(results["a"])
     assert list(table.columns) == [0, 1] and table.loc[2, 1] == 61.0
     second = analysis.at_epoch(results, 2)
-    assert [r["final"]["knn_top1"] for r in second["a"]] == [60.0, 61.0] and second["b"][0]["final"]["knn_top1"] == 45.0
+    assert [r["final"]["knn_top1"] for r in second["a"]] == [60.0, 61.0]
+    assert second["b"][0]["final"]["knn_top1"] == 45.0
     assert analysis.at_epoch(results, 3)["b"] == []  # b trained two epochs only
     assert stats.paired_difference(second, "a", "b").mean == 15.0

@@ -1,4 +1,4 @@
-"""The controls (cl.controls): the untrained encoder and raw pixels, evaluated as a run is, kept and labelled."""
+"""The controls (cl.controls): the untrained encoder and raw pixels, evaluated as a run is, kept, labelled."""
 import json
 
 import pytest
@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 import cl
 from cl import controls, metrics, summary
-from cl.train import Trainer
 from cl.config import Config
+from cl.train import Trainer
 
 SMALL = dict(train_subset=600, test_subset=200, width=4, hidden=16, dim=8, batch_size=64, linear_epochs=3,
              device="cpu")
@@ -57,7 +57,8 @@ def test_controls_are_kept_as_runs_reused_shared_across_settings_and_marked_in_t
     monkeypatch.setattr(controls, "evaluate", lambda *args: pytest.fail("a finished control is recomputed"))
     assert controls.ensure({**SMALL, "t": 0.5}, [0, 1], "cpu", "02_y") == results  # another notebook's base
     rows = {row["run"]: row for row in summary.summary_rows("cpu")}
-    assert rows["control_untrained_s0"]["control"] == "untrained" and rows["control_untrained_s0"]["epochs"] == 0
+    untrained = rows["control_untrained_s0"]
+    assert untrained["control"] == "untrained" and untrained["epochs"] == 0
     table = summary.results_table("cpu")
     assert "| 01_x | control_pixels | control: raw pixels | 0 | 2 |" in table
     assert "mean ± the standard deviation over seeds" in table

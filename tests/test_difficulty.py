@@ -288,6 +288,6 @@ def test_the_hardest_share_finds_the_class_of_clustered_embeddings_and_only_chan
     found = difficulty.hardest_same_class(clustered, labels, share=0.1)
     assert found.precision == pytest.approx(1.0) and found.recall == pytest.approx(19 / 19)
     assert found.chance == pytest.approx(19 / 199)
-    random = difficulty.hardest_same_class(F.normalize(torch.randn(200, 16, generator=torch.Generator().manual_seed(0)),
-                                                       dim=1), labels, share=0.1)
+    spread = F.normalize(torch.randn(200, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    random = difficulty.hardest_same_class(spread, labels, share=0.1)
     assert abs(random.precision - random.chance) < 0.05 and abs(random.recall - random.chance) < 0.05

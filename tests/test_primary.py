@@ -58,7 +58,8 @@ def test_tested_contrasts_take_their_margin_from_the_named_contrast_and_word_the
 
 def test_one_seed_claims_nothing_and_missing_conditions_are_named():
     results = runs({"untrained": [79.0], "moco": [81.0], "hard": [80.0], "other": [81.0]})
-    assert all(math.isnan(t.adjusted) and t.verdict == "1 seed, no claim" for t in primary.tested(results, FAMILY))
+    verdicts = primary.tested(results, FAMILY)
+    assert all(math.isnan(t.adjusted) and t.verdict == "1 seed, no claim" for t in verdicts)
     with pytest.raises(ValueError, match="need the conditions other"):
         primary.tested({k: v for k, v in results.items() if k != "other"}, FAMILY)
 
@@ -78,14 +79,16 @@ def test_the_declared_family_is_read_and_checked(tmp_path):
 
 def test_the_plan_gives_each_contrast_its_expected_half_widths():
     plan = primary.plan(FAMILY, 5)
-    assert plan.loc["learning", "expected ± at 95 %, 5 seeds"] == round(primary.expected_half_width(0.8, 5), 2)
+    expected = round(primary.expected_half_width(0.8, 5), 2)
+    assert plan.loc["learning", "expected ± at 95 %, 5 seeds"] == expected
     assert plan.loc["near", "margin"] == "0.25 × (learning)" and plan.loc["same", "test"] == "superiority"
     assert plan.loc["learning", "expected ± at 98%"] > plan.loc["learning", "expected ± at 95 %, 5 seeds"]
 
 
 def test_the_longer_check_reads_each_verdicts_direction_at_the_renamed_conditions():
     results = runs({"untrained": [79.0, 79.5, 79.2], "moco": [81.0, 81.6, 81.1], "hard": [81.2, 81.9, 81.4],
-                    "other": [81.1, 81.5, 81.3], "moco_long": [83.0, 83.5, 83.2], "hard_long": [82.0, 82.1, 82.2],
+                    "other": [81.1, 81.5, 81.3], "moco_long": [83.0, 83.5, 83.2],
+                    "hard_long": [82.0, 82.1, 82.2],
                     "other_long": [82.0, 82.6, 82.1]})
     verdicts = primary.tested(results, FAMILY)
     table = primary.check(results, verdicts, lambda name: name if name == "untrained" else f"{name}_long")
@@ -98,4 +101,5 @@ def test_the_longer_check_reads_each_verdicts_direction_at_the_renamed_condition
 def test_the_test_set_sentence_reads_the_accuracy_and_the_size_of_the_test_set():
     records = [{"config": {"dataset": "fashion_mnist", "test_subset": 0}, "final": {"knn_top1": 81.0}}]
     assert primary.test_set_sd(81.0, 10_000) == pytest.approx(100 * math.sqrt(0.81 * 0.19 / 10_000))
-    assert "81.0 % measured on 10,000 test images would move by ±0.39 points" in primary.test_set_sentence(records)
+    sentence = primary.test_set_sentence(records)
+    assert "81.0 % measured on 10,000 test images would move by ±0.39 points" in sentence

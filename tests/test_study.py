@@ -129,7 +129,7 @@ def test_geometry_differences_are_worded_the_way_they_are_better():
     assert d.verdict() == "higher (worse)" and d.verdict(better="less uniform") == "less uniform"
 
 
-def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_path, monkeypatch):
+def test_results_table_pools_seeds_per_condition_and_lists_the_minutes(tmp_path, monkeypatch):
     monkeypatch.setattr(cl, "RUNS", tmp_path)
     monkeypatch.setattr(cl, "PARAMS", tmp_path)
     fake_run(tmp_path, "moco_s0", 80.0)
@@ -140,12 +140,6 @@ def test_results_table_pools_seeds_per_condition_and_fills_the_readme_block(tmp_
     assert "| 02_x | moco | queue K=4096, t=0.2, sgd lr 0.03, fp32 | 5 | 2 | 81.00 ± 1.41 |" in table
     assert "| 01_y | — | 20.0 |" in table and "| 02_x | 12.5 | 40.0 |" in table
     assert "| total | 12.5 | 60.0 |" in table
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{summary.README_BEGIN}\nold numbers\n{summary.README_END}\noutro\n")
-    summary.write_readme_results("cpu", readme)
-    text = readme.read_text()
-    assert "old numbers" not in text and "81.00 ± 1.41" in text
-    assert text.endswith(f"{summary.README_END}\noutro\n")
 
 
 def test_the_setting_names_a_temperature_only_where_there_are_negatives():
@@ -197,6 +191,7 @@ def test_each_condition_is_paired_with_the_plain_condition_of_its_own_setting():
 
 
 def test_every_list_of_seeds_is_checked_as_seeds():
-    with pytest.raises(parameters.ParameterError, match=r"parameter primary_seeds: \[0, 0\] is not a non-empty list"):
+    with pytest.raises(parameters.ParameterError,
+                       match=r"parameter primary_seeds: \[0, 0\] is not a non-empty list"):
         parameters._check_values({"primary_seeds": [0, 0]})
     parameters._check_values({"longer_seeds": [0, 1, 2]})
