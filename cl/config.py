@@ -58,6 +58,7 @@ RANGES = {  # every numeric key: the interval its value lies in, as the error me
     "mochi_s_prime": "[0, inf)",
     "mochi_warmup": "[0, inf)",
     "mined_queue": "[0, inf)",
+    "positives": "[1, inf)",
     "mine_every": "[1, inf)",
     "epochs": "[1, inf)",
     "batch_size": "[2, inf)",
@@ -111,6 +112,7 @@ class Config:
     tau_plus: float = 0.1          # DCL / HCL class prior
     beta: float = 1.0              # HCL concentration
     select: str = "all"            # cl.negatives.select mode
+    positives: int = 1             # M: positives per anchor, extra views of its image (DCL/HCL, batch)
     select_fraction: float = 1.0
     mochi_n: int = 0               # MoCHi: N hardest negatives to mix (0 = off)
     mochi_s: int = 0               # MoCHi: s negative-negative mixes
@@ -194,17 +196,25 @@ class Config:
         unmined = (type(self).mine_every, type(self).mine_rule)  # their defaults: no part of a plain run
         need(self.mined_queue or (self.mine_every, self.mine_rule) == unmined,
              "mine_every and mine_rule apply to a mined queue only: set mined_queue, or leave them out")
-        need(not (problem := objectives.config_problem(self.loss, self.source, self.select, mixing)), problem)
+        need(not (problem := objectives.config_problem(self.loss, self.source, self.select, mixing,
+                                                        self.positives)), problem)
         need(self.source == "queue" or not self.symmetric,
              "symmetric applies to the queue source (batch is symmetric already)")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every key and its value, but a key of ADDED_KEYS at its default, which every run recorded
+        before the key existed ran with: left out, their config.yaml, metrics.json and identity stay
+        what they were."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if not (k in ADDED_KEYS and v == getattr(type(self), k))}
 
     def identity(self) -> dict:
         """What defines the run's result: every parameter but the device it runs on and the probe set
         it records (neither changes the training)."""
         return {k: v for k, v in self.to_dict().items() if k not in ("device", "probe")}
+
+# keys added after runs were recorded, left out of to_dict at their default (see Config.to_dict)
+ADDED_KEYS = ("positives",)
 
 _TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
 

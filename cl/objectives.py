@@ -44,6 +44,7 @@ class Objective:
     clamp: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     # model parts beyond the encoder: "predictor" (SimSiam, BYOL), "momentum_target" (BYOL)
     parts: tuple[str, ...] = ()
+    several_positives: bool = False  # takes pos (B, M): M positives per anchor (DCL's semi-supervised form)
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -53,11 +54,13 @@ OBJECTIVES: dict[str, Objective] = {
     "positives_only": Objective(lambda cfg, s: losses.positives_only(s.pos, cfg.t), row=False),
     # debiased contrastive learning (Chuang et al. 2020, eq. 6): notebook 03
     "debiased": Objective(lambda cfg, s: losses.debiased(s.pos, s.neg, cfg.t, cfg.tau_plus),
-                          clamp=lambda cfg, pos, neg: losses.clamp_binds(pos, neg, cfg.t, cfg.tau_plus)),
+                          clamp=lambda cfg, pos, neg: losses.clamp_binds(pos, neg, cfg.t, cfg.tau_plus),
+                          several_positives=True),
     # hard negative sampling (Robinson et al. 2021, eq. 5): notebook 04
     "hard": Objective(
         lambda cfg, s: losses.hard(s.pos, s.neg, cfg.t, cfg.tau_plus, cfg.beta),
-        clamp=lambda cfg, pos, neg: losses.clamp_binds(pos, neg, cfg.t, cfg.tau_plus, cfg.beta)),
+        clamp=lambda cfg, pos, neg: losses.clamp_binds(pos, neg, cfg.t, cfg.tau_plus, cfg.beta),
+        several_positives=True),
     # SimSiam (Chen & He 2021): a predictor and a stop-gradient, no negatives: notebook 08
     "simsiam": Objective(lambda cfg, s: losses.negative_cosine(s.pos), sources=("none",), row=False,
                          parts=("predictor",)),
@@ -77,11 +80,16 @@ def get(name: str) -> Objective:
         raise KeyError(f"no objective {name!r}: registered are {', '.join(OBJECTIVES)}") from None
 
 
-def config_problem(loss: str, source: str, select: str, mixing: bool) -> str | None:
+def config_problem(loss: str, source: str, select: str, mixing: bool, positives: int = 1) -> str | None:
     """What keeps objective ``loss`` from running, if anything: its negatives must come from a
-    ``source`` it accepts, and only an objective that reads a row of negatives can have them
-    selected (``select``) or MoCHi's appended (``mixing``)."""
+    ``source`` it accepts, only an objective that reads a row of negatives can have them
+    selected (``select``) or MoCHi's appended (``mixing``), and only one that takes several
+    positives can have ``positives`` > 1 (extra views of the anchor's image, in the batch step)."""
     objective = get(loss)
+    if positives > 1 and not (objective.several_positives and source == "batch"):
+        several = [name for name, o in OBJECTIVES.items() if o.several_positives]
+        return (f"positives={positives} needs an objective that takes several positives "
+                f"({' or '.join(several)}) with source='batch'; {loss} with source={source!r} takes one")
     if source not in objective.sources:
         return (f"{loss} takes its negatives from {' or '.join(objective.sources)}: "
                 f"use source='{objective.sources[0]}'")

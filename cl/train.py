@@ -260,8 +260,9 @@ class Trainer:
             seen += cfg.batch_size
             if self.objective.clamp:  # summed on the device, read once per epoch: no extra sync per step
                 clamped += self.objective.clamp(cfg, last.pos, last.neg).float().mean()
-            if step == steps - 1 and last.neg.shape[1]:
-                stats = negatives.difficulty_bands(last.pos.float(), last.neg.float(), cfg.t,
+            if step == steps - 1 and last.neg.shape[1]:  # the bands of the first positive (of M)
+                first = last.pos.reshape(len(last.pos), -1)[:, 0]
+                stats = negatives.difficulty_bands(first.float(), last.neg.float(), cfg.t,
                                                    same_class=last.same_class())
             bar.step(epoch, loss)
         seconds = time.perf_counter() - start
@@ -286,7 +287,12 @@ class Trainer:
         images, labels = self.train_set.images[idx], self.train_set.labels[idx]
         views = self.views(images, self.device_generator)
         x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in views)
-        return self.step(x1, x2, labels, idx, epoch)
+        if self.cfg.positives == 1:
+            return self.step(x1, x2, labels, idx, epoch)
+        # M > 1 positives: M − 1 more views of each image, drawn two at a time after the first two
+        more = [v for _ in range(self.cfg.positives // 2) for v in self.views(images, self.device_generator)]
+        extra = [v.contiguous(memory_format=torch.channels_last) for v in more[:self.cfg.positives - 1]]
+        return self.step(x1, x2, labels, idx, epoch, extra=extra)
 
     def parameter_groups(self) -> list[dict]:
         """What the optimiser trains: every parameter that takes a gradient, with SimSiam's predictor
@@ -378,16 +384,22 @@ def queue_step(moco: MoCo, mochi: Mochi | None, generator: torch.Generator, x1, 
 
 
 def batch_step(net, x1, x2, labels, idx, epoch: float,
-               *, cfg: Config, objective, optimize, device_generator) -> tuple[float, StepSimilarities]:
+               *, cfg: Config, objective, optimize, device_generator,
+               extra=()) -> tuple[float, StepSimilarities]:
     """The in-batch (SimCLR) step, as DCL's and HCL's official code train: every view of the
     batch is an anchor, its other view the positive, the other 2B − 2 views its negatives.
 
     One forward per view, as that code does (batch norm per view; SupCon's code concatenates
-    the views instead).
+    the views instead). ``extra``: M − 1 more views of each image (``positives: M``), each anchor's
+    further positives (DCL's M positives, Chuang et al. 2020, eq. 6), pos (2B, M); the negatives
+    stay the 2B − 2 first two views of the other images, so that only the positives change.
     """
     z = F.normalize(torch.cat([net(x1), net(x2)]), dim=1)  # (2B, d): view 1, then view 2
     labels = labels.repeat(2)
     pos, neg, neg_labels = negatives.batch_pairs(z, labels)  # (2B,), (2B, 2B − 2), (2B, 2B − 2)
+    if extra:  # anchor n's similarity to the extra views of its image n mod B: (2B, M − 1)
+        others = torch.stack([F.normalize(net(x), dim=1) for x in extra])  # (M − 1, B, d)
+        pos = torch.cat([pos[:, None], torch.einsum("nd,mnd->nm", z, others.repeat(1, 2, 1))], dim=1)
     neg = negatives.select(neg, cfg.select, cfg.select_fraction, labels=labels, queue_labels=neg_labels,
                            generator=device_generator)
     loss = objective.loss(cfg, Similarities(pos, neg, z, labels))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from cl import config, mochi, objectives, run_folder, train
+from cl import config, losses, mochi, objectives, run_folder, train
 from cl.config import Config, ConfigError
 from cl.run_folder import TrainingDiverged
 
@@ -273,3 +273,32 @@ def test_a_mined_queue_gives_the_loss_only_the_mined_keys_and_their_labels():
     trainer.train_step(idx, 0.0)  # step 3: refilled
     assert not torch.equal(moco.mined_keys, mined_before)
     assert {tuple(k.tolist()) for k in moco.mined_keys} <= {tuple(k.tolist()) for k in bank}
+
+
+def test_a_key_added_later_is_left_out_at_its_default_so_earlier_runs_keep_their_identity():
+    assert "positives" not in Config().to_dict() and "positives" not in Config().identity()
+    several = Config.from_dict({"source": "batch", "loss": "debiased", "positives": 4})
+    assert several.to_dict()["positives"] == 4 and several.identity() != Config.from_dict(
+        {"source": "batch", "loss": "debiased"}).identity()
+    refused = [({"loss": "debiased", "positives": 2}, "source='queue' takes one"),
+               ({"source": "batch", "positives": 2}, "info_nce with source='batch' takes one"),
+               ({"source": "batch", "loss": "debiased", "positives": 0}, r"positives must be in \[1")]
+    for overrides, why in refused:
+        with pytest.raises(ConfigError, match=why):
+            Config.from_dict(overrides)
+
+
+def test_dcl_with_m_positives_gives_each_anchor_its_other_views_and_keeps_the_negatives(monkeypatch):
+    seen = []
+    record = lambda pos, neg, t, tau_plus: seen.append((pos, neg)) or pos.mean()
+    monkeypatch.setattr(losses, "debiased", record)
+    idx = torch.arange(32)
+    for positives in (3, 1):
+        overrides = {"positives": positives} if positives > 1 else {}
+        cfg = {**TINY, "source": "batch", "loss": "debiased", "batch_size": 32, **overrides}
+        trainer = train.Trainer(Config.from_dict(cfg))
+        trainer.train_step(idx, 0.0)
+    (several, neg), (one, _) = seen
+    assert several.shape == (64, 3) and neg.shape == (64, 62)  # M = 3 positives, still 2B − 2 negatives
+    assert one.shape == (64,)  # M = 1: the official form, unchanged
+    assert several.abs().max() <= 1 + 1e-5 and not torch.allclose(several[:, 1], several[:, 2])
