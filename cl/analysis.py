@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from cl import augment, cli, difficulty, metrics, negatives, stats, summary
 from cl import run_folder as folder
+from cl.config import Config
+from cl.train import Trainer
 
 
 class QueueContrast(NamedTuple):
@@ -91,26 +93,47 @@ def semantic_difficulty(z: torch.Tensor, labels: torch.Tensor, similarities: dic
             "same_minus_other": same - other}
 
 
-def consistency(record: ProbeSet, seed: int = 0) -> pd.DataFrame:
+def consistency(record: ProbeSet, seed: int = 0,
+                inputs: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
     """Is a (query, negative) pair that is hard after epoch e still hard at the end (Cai et al. 2020)?
 
     One row per epoch e before the last: Spearman's ρ between the difficulty percentiles after e and
     after the last epoch (``observed``), the same with epoch e's matrix shuffled within each class
     pair (``within_class_pairs``: what class membership alone explains) and shuffled globally
     (``global``: chance, ρ ≈ 0). A pair's difficulty persists beyond its classes when observed
-    exceeds the within-class-pair control.
+    exceeds the within-class-pair control. ``inputs`` (name → (P, d) embeddings of the same probe
+    images by a representation that never trained: ``probe_set_controls``) adds a column per name,
+    its ρ with the last epoch: how much of the final ranking the input's own similarity already
+    gives, which persists under any encoder; "persists through training" must beat it too.
     """
     g = torch.Generator().manual_seed(seed)
     epochs = list(record.embeddings)
     final = difficulty.percentiles(record.embeddings[epochs[-1]])
+    fixed = {name: difficulty.pair_consistency(difficulty.percentiles(z), final)
+             for name, z in (inputs or {}).items()}
     rows = []
     for epoch in epochs[:-1]:
         pct = difficulty.percentiles(record.embeddings[epoch])
         rows.append({"epoch": epoch, "observed": difficulty.pair_consistency(pct, final),
                      "within_class_pairs": difficulty.pair_consistency(
                          difficulty.shuffled_within_class_pairs(pct, record.labels, g), final),
-                     "global": difficulty.pair_consistency(difficulty.shuffled_globally(pct, g), final)})
+                     "global": difficulty.pair_consistency(difficulty.shuffled_globally(pct, g), final),
+                     **fixed})
     return pd.DataFrame(rows).set_index("epoch")
+
+
+def probe_set_controls(record: ProbeSet) -> dict[str, torch.Tensor]:
+    """The probe set's images embedded by the controls (:mod:`cl.controls`) for ``consistency``: the
+    raw pixels, mean-centred (the training set's mean image), and the run's encoder at its random
+    initialisation (its seed's), each normalised, as the run's own probe embeddings are."""
+    cfg = Config.from_dict({**record.config, "device": "cpu"})
+    trainer = Trainer(cfg)  # the seed's initial weights, before any step
+    images = trainer.probe_set_images
+    flat = lambda x: trainer.prepare(x).flatten(1)
+    train_images = trainer.train_set.images
+    mean = torch.cat([flat(train_images[i:i + 4096]) for i in range(0, len(train_images), 4096)]).mean(0)
+    return {"raw pixels (centred)": F.normalize(flat(images) - mean, dim=1),
+            "untrained encoder": trainer.embed_probe_set()}
 
 
 def collapse_diagnostics(run_dirs: list, records: list[dict]) -> pd.DataFrame:

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
+from cl.stats import Interval
+
 SAME_CLASS = "same class"  # the level of same-class negatives in semantic_levels
 CORRELATED, ANTI_CORRELATED, NEITHER = "correlated", "anti-correlated", "—"  # ranked_class_pairs labels
 
@@ -135,6 +137,28 @@ def semantic_correlation(pair_difficulty: torch.Tensor,
     used = torch.isfinite(difficulty)
     result = stats.spearmanr(difficulty[used].cpu().numpy(), similarity[used].cpu().numpy())
     return Correlation(float(result.statistic), float(result.pvalue), int(used.sum()))
+
+
+def jackknife_correlation(pair_difficulty: torch.Tensor, class_similarity: torch.Tensor,
+                          level: float = 0.95) -> Interval:
+    """``semantic_correlation``'s ρ with a class-level jackknife interval: the class pairs share
+    classes, so the class, not the pair, is the unit that varies. For each of the C classes, ρ_(c)
+    leaves out the C − 1 pairs that contain c; with ρ̄ their mean,
+
+        SE = √( (C − 1)/C · Σ_c (ρ_(c) − ρ̄)² ),   ρ ± t_{(1+level)/2, C−1} · SE.
+
+    Returns ρ and that interval (``n``: the C classes). It treats the C classes as a sample of
+    classes, which ten classes of one data set are only loosely."""
+    classes = pair_difficulty.shape[0]
+    rho = semantic_correlation(pair_difficulty, class_similarity).rho
+    kept = lambda c: [k for k in range(classes) if k != c]
+    without = lambda m, c: m[kept(c)][:, kept(c)]
+    left_out = [semantic_correlation(without(pair_difficulty, c), without(class_similarity, c)).rho
+                for c in range(classes)]
+    mean = sum(left_out) / classes
+    se = math.sqrt((classes - 1) / classes * sum((r - mean) ** 2 for r in left_out))
+    half = float(stats.t.ppf((1 + level) / 2, classes - 1)) * se
+    return Interval(rho, rho - half, rho + half, classes, level)
 
 
 def ranked_class_pairs(pair_difficulty: torch.Tensor, class_similarity: torch.Tensor,

@@ -193,18 +193,21 @@ def boxes(panels: dict[str, dict], xlabel: str = "", ylabel: str = "", title: st
 CONTROL_STYLES = {"observed": dict(marker="o", color="tab:blue", label="observed"),
                   "within_class_pairs": dict(marker="s", color="tab:orange", ls="--",
                                              label="shuffled within class pairs"),
-                  "global": dict(marker=".", color="gray", ls=":", label="shuffled globally")}
+                  "global": dict(marker=".", color="gray", ls=":", label="shuffled globally"),
+                  "raw pixels (centred)": dict(color="tab:green", ls="-.", label="raw pixels (centred)"),
+                  "untrained encoder": dict(color="tab:red", ls="-.", label="untrained encoder")}
 
 
 def consistency(curves: dict, title: str = "", ax=None):
-    """Spearman's ρ of each epoch's difficulty with the last epoch's, against its two controls
+    """Spearman's ρ of each epoch's difficulty with the last epoch's, against its controls
     (``curves``: run → a ``cl.analysis.consistency`` table, one line per run and column; the
-    columns named in ``CONTROL_STYLES``), epochs on x."""
+    columns named in ``CONTROL_STYLES`` that the table has), epochs on x."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.4))
     for i, table in enumerate(curves.values()):
         for column, style in CONTROL_STYLES.items():
-            ax.plot(table.index, table[column], **{**style, "label": style["label"] if i == 0 else None})
+            if column in table:
+                ax.plot(table.index, table[column], **{**style, "label": style["label"] if i == 0 else None})
     ax.set(xlabel="epoch", ylabel="Spearman ρ with the last epoch's difficulty", title=title)
     ax.legend(fontsize=8)
     ax.figure.tight_layout()

@@ -36,8 +36,11 @@
 # notebook 02; SupCon, notebook 06, which knows the classes).
 #
 # Class similarity comes from WordNet 3.0 (`cl.semantics`): each class is an explicit synset
-# (never a word's first sense), and three measures say how close two classes are. The measures
-# disagree in detail, so no conclusion below hangs on one of them. The 45 class pairs of
+# (never a word's first sense), and three measures say how close two classes are. All three read
+# the same tree, WordNet's hypernym hierarchy (the depth of the lowest common ancestor, Wu &
+# Palmer's ratio of depths, the shortest path), so they are three readings of one source, not
+# independent checks: agreement among them shows that a conclusion does not hang on the formula,
+# not that it holds beyond WordNet. The 45 class pairs of
 # Fashion-MNIST are the unit of analysis for semantic questions.
 #
 # The parameters: whose runs to read (the scale), which trained conditions and seeds, and which
@@ -180,6 +183,17 @@ words["same class − other classes"] = stats.t_interval(same_minus_other).words
 display(pd.Series(words, name=f"{methods[0]}: mean [95 % interval] over seeds").to_frame())
 
 # %% [markdown]
+# The interval over seeds treats the 45 class pairs as fixed; they are not a sample of
+# independent pairs, but ten classes, each in nine pairs. The honest unit is the class:
+# `cl.difficulty.jackknife_correlation` leaves out one class (its nine pairs) at a time and turns
+# the spread of the ten ρ's into a 95 % interval, on the difficulty averaged over the seeds.
+
+# %%
+jackknife = {m: difficulty.jackknife_correlation(pairs, similarity[m]) for m in measures}
+display(pd.Series({m: j.words("difficulty rises with similarity", "difficulty falls with similarity")
+                   for m, j in jackknife.items()}, name="ρ [95 % class-level jackknife interval]").to_frame())
+
+# %% [markdown]
 # ## The easiest negatives: semantically far, or close?
 #
 # The paper's puzzle is about single negatives: the easiest ones, anti-correlated with the
@@ -257,26 +271,38 @@ plots.class_pair_examples(examples, train_set.images[first.indices], first.label
 # each class pair (y_i, y_j), it keeps what class membership explains and destroys the rest: its
 # expected ρ is the share of the rank variance that lies between class pairs, which already beats
 # chance when classes matter. A pair's difficulty persists beyond its classes as far as the
-# observed curve lies above the within-class-pair control. The figure draws the three curves for
-# every seed of the baseline.
+# observed curve lies above the within-class-pair control.
+#
+# Two more controls ask whether training has anything to do with it: the same images ranked by
+# their **raw pixels** (mean-centred) and by the **untrained encoder** of the run's seed
+# (`analysis.probe_set_controls`), each correlated with the last epoch's ranking. Input
+# similarity persists under any encoder; if an untrained ranking already predicts the final
+# one as well as epoch 1 does, "consistent across training" says nothing about training. The
+# figure draws every curve for every seed of the baseline.
 
 # %%
-curves = {s: analysis.consistency(probe_sets[(methods[0], s)], seed=s) for s in seeds}
+baseline_sets = {s: probe_sets[(methods[0], s)] for s in seeds}
+curves = {s: analysis.consistency(p, seed=s, inputs=analysis.probe_set_controls(p))
+          for s, p in baseline_sets.items()}
 plots.consistency(curves, title=f"{methods[0]}, every seed");
 
 # %% [markdown]
 # The gap at the earliest recorded epoch is the strictest test (the longest span to the end):
-# observed minus the within-class-pair control, per seed, and its interval.
+# observed minus each control, per seed, and its interval.
 
 # %%
 first_epoch = min(curves[seeds[0]].index) if len(curves[seeds[0]]) else None
 if first_epoch is not None:
-    beyond = [curves[s].loc[first_epoch, "observed"] - curves[s].loc[first_epoch, "within_class_pairs"]
-              for s in seeds]
+    gap = lambda control: [curves[s].loc[first_epoch, "observed"] - curves[s].loc[first_epoch, control]
+                           for s in seeds]
+    beyond = gap("within_class_pairs")
     consistency_words = stats.t_interval(beyond).words("difficulty persists beyond class membership",
                                                        "less consistent than class membership alone")
-    notebook.show(f"Epoch {first_epoch} against the last, observed − within-class-pair control: "
-                  f"{consistency_words}.")
+    controls_words = {name: stats.t_interval(gap(name)).words("beyond it", "below it")
+                      for name in ("raw pixels (centred)", "untrained encoder")}
+    notebook.show(stats.bullets({
+        f"epoch {first_epoch} against the last, observed − within-class-pair control": consistency_words,
+        **{f"observed − the {name} ranking": words_ for name, words_ in controls_words.items()}}))
 
 # %% [markdown]
 # **The negative or the pair?** If difficulty belonged to the negative alone, a hard negative
@@ -331,6 +357,10 @@ claims["correlated under every measure"] = stats.plural(len(correlated_everywher
 claims |= {f"the easiest 5 % against the middle band, {m} similarity": u_shape[m] for m in measures}
 if first_epoch is not None:
     claims[f"consistency from epoch {first_epoch} to the last"] = consistency_words
+    claims |= {f"consistency beyond the {name} ranking": w for name, w in controls_words.items()}
+claims |= {f"ρ with {m} similarity, class-level jackknife (seed-mean difficulty)":
+           j.words("difficulty rises with similarity", "difficulty falls with similarity")
+           for m, j in jackknife.items()}
 claims["the negative's share of difficulty, beyond chance"] = share_words
 notebook.show(f"After {stats.plural(first.config['epochs'], 'epoch')}, the baseline ({methods[0]}):\n\n"
               + stats.bullets(claims))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cl import analysis, cli, difficulty, parameters, stats, study, train
+from cl import analysis, cli, config, difficulty, parameters, stats, study, train
 
 TINY = dict(train_subset=512, test_subset=128, width=4, hidden=16, dim=8, queue=256, batch_size=64,
             epochs=3, monitor_bank=128, linear_epochs=5, probe=60, device="cpu")
@@ -120,3 +120,16 @@ def test_per_epoch_rows_become_tables_and_results_as_they_stood_after_an_epoch()
     assert second["b"][0]["final"]["knn_top1"] == 45.0
     assert analysis.at_epoch(results, 3)["b"] == []  # b trained two epochs only
     assert stats.paired_difference(second, "a", "b").mean == 15.0
+
+
+def test_the_probe_sets_controls_embed_its_images_as_the_untrained_run_and_the_pixels_would(trained):
+    record = analysis.load_probe_set(trained)
+    inputs = analysis.probe_set_controls(record)
+    assert set(inputs) == {"raw pixels (centred)", "untrained encoder"}
+    assert inputs["untrained encoder"].shape == record.embeddings[1].shape
+    assert inputs["raw pixels (centred)"].shape == (60, 784)
+    fresh = train.Trainer(config.Config.from_dict({**record.config, "device": "cpu"})).embed_probe_set()
+    assert torch.allclose(inputs["untrained encoder"], fresh)  # the seed's initial weights, no step taken
+    assert not torch.allclose(inputs["untrained encoder"], record.embeddings[1])  # a trained epoch differs
+    table = analysis.consistency(record, inputs={"itself": record.embeddings[3]})
+    assert table["itself"].tolist() == pytest.approx([1.0, 1.0])  # the last epoch's own ranking

@@ -291,3 +291,13 @@ def test_the_hardest_share_finds_the_class_of_clustered_embeddings_and_only_chan
     spread = F.normalize(torch.randn(200, 16, generator=torch.Generator().manual_seed(0)), dim=1)
     random = difficulty.hardest_same_class(spread, labels, share=0.1)
     assert abs(random.precision - random.chance) < 0.05 and abs(random.recall - random.chance) < 0.05
+
+
+def test_the_class_level_jackknife_is_exact_for_a_perfect_ranking_and_covers_rho_otherwise():
+    similarity = torch.rand(10, 10, generator=torch.Generator().manual_seed(1))
+    similarity = (similarity + similarity.T) / 2
+    exact = difficulty.jackknife_correlation(similarity.clone(), similarity)
+    assert exact.mean == pytest.approx(1.0) and exact.low == pytest.approx(1.0) and exact.n == 10
+    noisy = similarity + 0.3 * torch.rand(10, 10, generator=torch.Generator().manual_seed(2))
+    interval = difficulty.jackknife_correlation(noisy, similarity)
+    assert interval.low < interval.mean < interval.high and interval.high - interval.low > 0.01
