@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from cl import augment, cli, difficulty, metrics, negatives, stats, summary
+from cl import augment, cli, controls, difficulty, metrics, negatives, stats, summary
 from cl import run_folder as folder
 from cl.config import Config
 from cl.train import Trainer
@@ -283,12 +283,6 @@ def diagnostic_difference(diagnostics: dict[str, pd.DataFrame], a: str, b: str,
     return stats.t_interval((diagnostics[a][column] - diagnostics[b][column]).tolist())
 
 
-def gain_over(records: list[dict], reference: dict[int, dict], metric: str = "knn_top1") -> stats.Interval:
-    """A condition's final ``metric`` minus a reference's on the same seed, with its t interval over
-    the seeds: ``reference`` maps a seed to metrics (``Trainer.evaluate``'s, the untrained encoder's)."""
-    return stats.t_interval([r["final"][metric] - reference[r["config"]["seed"]][metric] for r in records])
-
-
 def per_epoch(records: list[dict], key: str = "knn_top1") -> pd.DataFrame:
     """One metric of a condition's per-epoch rows (``metrics.json``'s ``epochs``), epoch × seed."""
     return pd.DataFrame({r["config"]["seed"]: {row["epoch"]: row[key] for row in r["epochs"]}
@@ -321,8 +315,11 @@ def overview(results: dict[str, list[dict]]) -> pd.DataFrame:
     (``summary.setting``), their epochs and mean training minutes; the best kNN top-1 first."""
     table = stats.mean_std(results)
     shown = stats.formatted(table)
-    shown["setting"] = [summary.setting(summary.trained_config(records)) for records in results.values()]
-    shown["epochs"] = [summary.trained_config(records)["epochs"] for records in results.values()]
+    kind = lambda records: records[0].get("control")
+    shown["setting"] = [f"control: {controls.LABELS[kind(records)]}" if kind(records)
+                        else summary.setting(summary.trained_config(records)) for records in results.values()]
+    shown["epochs"] = [0 if kind(records) else summary.trained_config(records)["epochs"]
+                       for records in results.values()]
     shown["train minutes"] = [round(sum(r["final"]["train_seconds"] for r in records) / len(records) / 60, 1)
                               for records in results.values()]
     return shown.loc[table["knn_top1"].sort_values(ascending=False, kind="stable").index]

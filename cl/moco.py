@@ -176,11 +176,13 @@ class MoCo(nn.Module):
         self.momentum_update()
         views = [(x1, x2), (x2, x1)] if symmetric else [(x1, x2)]
         pairs = []
+        self.refilled = False  # whether this step refilled the mined queue (the trainer reads it)
         for x_q, x_k in views:
             q = F.normalize(self.encoder_q(x_q), dim=1)
             k = self.keys(x_k, generator)
             if self.mined and not pairs and self.steps % self.mine_every == 0:
                 self.mine(q, generator)
+                self.refilled = True
             pairs.append(Pair(q, k, *self.contrast(q, k)))
         if self.mined:
             self.steps += 1

@@ -263,12 +263,6 @@ def shares(values: dict[str, float], digits: int = 1) -> str:
     return listing(f"{label} {100 * value:.{digits}f} %" for label, value in values.items())
 
 
-def most_of(part: float, whole: float, most: str, rest: str) -> str:
-    """The word for a share set against another: ``most`` when ``part`` is more than half of ``whole``
-    (``whole=1``: more than half of everything), ``rest`` otherwise."""
-    return most if part > 0.5 * whole else rest
-
-
 def share_interval(values, reference: float | None = None, of: str = "", digits: int = 0) -> str:
     """Shares in [0, 1], one per seed, as percentages: their mean and 95 % t interval, and where the
     interval lies against ``reference`` (a share; ``of`` names it):

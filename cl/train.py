@@ -245,6 +245,7 @@ class Trainer:
         perm = torch.randperm(n, generator=self.generator).to(self.device)
         self.model.train()
         total, seen, stats, clamped, start = 0.0, 0, None, 0.0, time.perf_counter()
+        refill_share, refills = 0.0, 0  # a mined queue's same-class share at its refills
         for step in range(steps):
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size].view(world, -1)[rank]
             try:
@@ -260,6 +261,8 @@ class Trainer:
             seen += cfg.batch_size
             if self.objective.clamp:  # summed on the device, read once per epoch: no extra sync per step
                 clamped += self.objective.clamp(cfg, last.pos, last.neg).float().mean()
+            if last.refilled:  # the share for the queries the keys were mined for, summed on the device
+                refill_share, refills = refill_share + last.same_class().float().mean(), refills + 1
             if step == steps - 1 and last.neg.shape[1]:  # the bands of the first positive (of M)
                 first = last.pos.reshape(len(last.pos), -1)[:, 0]
                 stats = negatives.difficulty_bands(first.float(), last.neg.float(), cfg.t,
@@ -270,6 +273,8 @@ class Trainer:
                "train_seconds": seconds, "images_per_second": seen / seconds, "negatives": stats}
         if self.objective.clamp:
             row["clamp_rate"] = float(clamped) / steps  # share of rows whose Ng sat at its floor
+        if refills:
+            row["refill_same_class"] = float(refill_share) / refills
         return row
 
     def schedule(self, epoch: float) -> None:
@@ -374,7 +379,8 @@ def queue_step(moco: MoCo, mochi: Mochi | None, generator: torch.Generator, x1, 
         if mochi and epoch >= cfg.mochi_warmup:  # MoCHi: s + s′ columns mixed from the whole queue
             neg = torch.cat([neg, mochi.logits(pair.q, pair.neg, moco, device_generator)], dim=1)
         loss = loss + objective.loss(cfg, Similarities(pair.pos, neg, pair.q, labels))
-    last = StepSimilarities(pair.pos.detach(), neg.detach(), labels, moco.negative_labels.clone())
+    last = StepSimilarities(pair.pos.detach(), neg.detach(), labels, moco.negative_labels.clone(),
+                            refilled=moco.refilled)
     if optimize(loss):
         copies = len(pairs)
         slots = moco.enqueue(torch.cat([p.k for p in pairs]), labels.repeat(copies), idx.repeat(copies))
@@ -423,10 +429,12 @@ def siamese_step(net, x1, x2, labels, idx, epoch: float,
 class StepSimilarities:
     """The similarities of a step, as the loss saw them, for the difficulty statistics.
 
-    The same-class mask is built only when asked for (once per epoch), not every step.
+    The same-class mask is built only when asked for (once per epoch, and at a mined queue's
+    refills), not every step.
     """
 
-    def __init__(self, pos, neg, labels, neg_labels):
+    def __init__(self, pos, neg, labels, neg_labels, refilled: bool = False):
+        self.refilled = refilled  # the step refilled a mined queue: these negatives are freshly mined
         self.pos, self.neg, self.labels, self.neg_labels = pos, neg, labels, neg_labels
 
     def same_class(self) -> torch.Tensor:

@@ -39,14 +39,13 @@
 # class) and hard negatives (similar samples of other classes), and small for easy ones: the
 # loss mines them without an explicit selection step.
 #
-# The parameters: the comparison schedule `base` shared with notebooks 02–06, the `seeds` of the
-# key comparisons, and whether the claims about trained models are checked.
+# The parameters: the comparison schedule `base` shared with notebooks 02–06 and the `seeds` of
+# the comparisons.
 
 # %% tags=["parameters"]
 scale = "cpu"                 # smoke | cpu | gpu
 base = {"epochs": 4}          # the comparison schedule shared by notebooks 02–06
 seeds = [0, 1, 2]             # seeds of the key comparisons (mean ± std)
-check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
 # %%
 import numpy as np

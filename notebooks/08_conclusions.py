@@ -41,7 +41,7 @@ positives = {"simsiam": {"loss": "simsiam", "source": "none", "head": "mlp_bn_ou
              "byol": {"loss": "byol", "source": "none", "head": "mlp_bn", "predictor_hidden": 512,
                       "target_schedule": "cosine"}}
 control = {"loss": "positives_only", "head": "mlp_bn_out"}  # collapse control: SimSiam's head, no predictor
-transfer = {"train_classes": "0-4", "eval_classes": "5-9"}  # pretrain on 5 classes, evaluate on the other 5
+transfer = {"train_classes": "5-9", "eval_classes": "0-4"}  # pretrain on 5 classes, evaluate on the other 5
 larger_bank = {"queue": 16384, "select": "hardest", "select_fraction": 0.05}  # hardest 5 % of a 4× bank
 small_queue = {"queue": 256}  # 16× fewer negatives: what a step on few negatives costs
 # 256 keys mined from a 4× bank every 16 steps: nearest to some query, or in most queries' hardest 5 %
@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from cl import analysis, bench, negatives, notebook, plots, stats, study, summary, train
+from cl import analysis, bench, controls, negatives, notebook, plots, stats, study, summary, train
 from cl.config import Config
 
 this_notebook = notebook.start(globals())
@@ -107,14 +107,27 @@ notebook.show_source(train.siamese_step)
 
 # %% [markdown]
 # Four conditions, every seed: MoCo v2 as the reference, SimSiam, BYOL, and the positives-only
-# control on SimSiam's head (`positives_only_bn`). The table gives each condition's final kNN
-# and linear top-1 (%), alignment and uniformity (both lower is better) as mean ± std over its
-# seeds.
+# control on SimSiam's head (`positives_only_bn`), beside the controls of notebook 01 (the
+# untrained encoder and the raw pixels). The table gives each condition's final kNN and linear
+# top-1 (%), alignment and uniformity (both lower is better) as the mean ± the standard
+# deviation over its seeds.
 
 # %%
 results = study.run_groups([({"moco": {}, **positives, "positives_only_bn": control}, base, seeds)],
                            scale, this_notebook)
+results.update(controls.ensure(base, seeds, scale, this_notebook))
 display(stats.formatted(stats.mean_std(results)))
+
+# %% [markdown]
+# Whether a method without negatives learns at this schedule is read against the untrained
+# encoder first: a method that does not clear it, or clears it no further than the collapsing
+# positives-only control, has not answered "are negatives needed?" at this schedule, whatever
+# its difference from MoCo.
+
+# %%
+learnt = {f"{name} − the untrained encoder": stats.compared(results, name, "control_untrained")
+          for name in ("moco", *positives, "positives_only_bn")}
+notebook.show(stats.bullets(learnt))
 
 # %% [markdown]
 # Collapse leaves a trace the accuracy may hide: the embedding's spread. For unit vectors in
@@ -151,7 +164,8 @@ rank_gain = {name: analysis.diagnostic_difference(diagnostics, name, "positives_
 beyond_control = {name: gain.words("more directions than the control", "fewer directions than the control")
                   for name, gain in rank_gain.items()}
 display(pd.Series(beyond_control, name=f"effective rank − positives-only control, {schedule}").to_frame())
-display(stats.differences(results, [(name, "moco") for name in [*positives, "positives_only_bn"]]))
+display(stats.differences(results, [(name, "moco") for name in [*positives, "positives_only_bn"]]
+                          + [(name, "positives_only_bn") for name in positives]))
 
 # %% [markdown]
 # ## Transfer: pretrain on five classes, evaluate on the other five
@@ -160,8 +174,8 @@ display(stats.differences(results, [(name, "moco") for name in [*positives, "pos
 # shares features with the query's class pushes the encoder towards the details that tell the
 # pretraining classes apart; whether those details serve classes it never saw is an open
 # question, and this section measures it rather than assumes it. We pretrain on Fashion-MNIST's
-# classes 0–4 (T-shirt, trouser, pullover, dress, coat) and evaluate kNN and the linear probe on
-# classes 5–9 (sandal, shirt, sneaker, bag, ankle boot), which the encoder never saw, for the
+# classes 5–9 (sandal, shirt, sneaker, bag, ankle boot) and evaluate kNN and the linear probe on
+# classes 0–4 (T-shirt, trouser, pullover, dress, coat), which the encoder never saw, for the
 # baseline, the hardest-5 % subset (notebook 02), the same-class oracle (notebook 02; it only
 # ever removes negatives of the pretraining classes), and one positives-only method. Half the
 # images means twice the epochs for the **same number of steps** as the full-data runs. The
@@ -179,33 +193,33 @@ moved = study.run_groups([(transfer_conditions, transfer_base, seeds)], scale, t
 display(stats.formatted(stats.mean_std(moved)))
 
 # %% [markdown]
-# The bar to clear is the same encoder untrained: for each seed, a `Trainer` built from the
-# transfer config, with that seed's random initialisation and no step taken, evaluated exactly
-# as the trained runs are. Its kNN and linear top-1 on the unseen classes (%), per seed and
-# their mean:
+# The bar to clear is the same encoder untrained, and the raw pixels: the controls of notebook 01
+# on the transfer split (`controls.ensure` with the transfer config: that seed's random
+# initialisation and no step taken, evaluated exactly as the trained runs are, on the unseen
+# classes). Their kNN and linear top-1 (%), the mean ± the standard deviation over the seeds:
 
 # %%
-untrained = {seed: train.Trainer(Config.from_dict({**transfer_base, "seed": seed})).evaluate(final=True)
-             for seed in seeds}
-bar = pd.DataFrame(untrained).T[["knn_top1", "linear_top1"]].rename_axis("seed")
-bar.loc["mean"] = bar.mean()
-display(bar.round(2))
+bars = controls.ensure(transfer_base, seeds, scale, this_notebook, suffix="_transfer")
+display(stats.formatted(stats.mean_std(bars)))
+moved.update(bars)
+untrained = controls.condition("untrained", "_transfer")
 
 # %% [markdown]
-# Each method's kNN top-1 minus the untrained encoder's on the same seed
-# (`cl.analysis.gain_over`), then the methods against the baseline, and in one sentence
-# (`cl.stats.clearing`) which clear the bar and which differences between them are resolved.
+# Each method's kNN top-1 minus the untrained encoder's on the same seed, then the methods
+# against the baseline, and in one sentence (`cl.stats.clearing`) which clear the bar and which
+# differences between them are resolved.
 
 # %%
-gains = {name: analysis.gain_over(records, untrained) for name, records in moved.items()}
+gains = {name: stats.paired_difference(moved, name, untrained).interval for name in transfer_conditions}
 over_untrained = {name: gain.words("above the untrained encoder", "below the untrained encoder")
                   for name, gain in gains.items()}
 display(pd.Series(over_untrained, name=f"kNN top-1 − untrained, {transfer_schedule}").to_frame())
 transfer_pairs = [stats.paired_difference(moved, name, "transfer_moco")
                   for name in transfer_conditions if name != "transfer_moco"]
 display(stats.differences(moved, [(d.a, d.b) for d in transfer_pairs]))
+bar = stats.mean_std(bars).loc[untrained, "knn_top1"]
 notebook.show(f"**{transfer_schedule}:** " + stats.clearing(
-    gains, transfer_pairs, "the untrained encoder on the unseen classes", bar.loc["mean", "knn_top1"]))
+    gains, transfer_pairs, "the untrained encoder on the unseen classes", bar))
 
 # %% [markdown]
 # ## Can "the hardest 5 % suffice" buy compute or accuracy?
@@ -315,15 +329,18 @@ display(pd.DataFrame({"same-class share, last step": same_class,
                       f"uniformity loss − plain queue, {schedule}": uniformity}).round(3))
 
 # %% [markdown]
-# For the mined queues that last step falls some steps after a refill: unless it is 0, their
-# share above is that of keys mined for an earlier batch. Refills happen at the steps that
-# `mine_every` divides, counted from 0 as `MoCo.steps` counts them:
+# For the mined queues that last step falls some steps after a refill, when the keys were mined
+# for an earlier batch. The share that matters is the one **at the refill**, for the queries the
+# keys were mined for: the training loop records it at every refill, averaged over the epoch's
+# refills (`refill_same_class`). The mined queues and their random control, last epoch, over
+# the seeds, against the one in ten of a queue of random images: a mined queue flooded with
+# false negatives at its refills would sit far above it.
 
 # %%
-steps_per_epoch = len(train.datasets(plain)[0]) // plain.batch_size
-last_step = plain.epochs * steps_per_epoch - 1  # counted from 0 as MoCo.steps is: refills where % block == 0
-print(f"a run's last step is {last_step % block} steps after a mined queue's last refill "
-      f"({plain.epochs} epochs of {steps_per_epoch} steps, a refill every {block})")
+at_refill = {name: stats.share_interval([r["epochs"][-1]["refill_same_class"] for r in leveraged[name]],
+                                        0.1, "a random queue") for name in ("mined_random", *mined_rules)}
+notebook.show(stats.bullets({f"{name}, same-class share at the refills": text
+                             for name, text in at_refill.items()}))
 
 # %% [markdown]
 # The verdicts (`cl.stats.Leverage`) combine the two intervals of each design, its kNN
@@ -455,6 +472,9 @@ notebook.show(f"**{schedule} unless named:**\n\n" + stats.answers(everything, an
 
 # %%
 answers = {"The elephant in the room: are negatives needed at all? (this notebook)": {
+               "MoCo − the untrained encoder": ("moco", "control_untrained"),
+               "SimSiam − the untrained encoder": ("simsiam", "control_untrained"),
+               "BYOL − the untrained encoder": ("byol", "control_untrained"),
                "SimSiam − MoCo": ("simsiam", "moco"), "BYOL − MoCo": ("byol", "moco"),
                "effective rank over the positives-only control, SimSiam": beyond_control["simsiam"],
                "BYOL": beyond_control["byol"]},

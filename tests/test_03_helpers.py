@@ -52,13 +52,9 @@ def test_clamp_rates_are_per_epoch_means_over_seeds():
         analysis.clamp_rates(RESULTS, ["moco"])
 
 
-def test_shares_and_most_of_word_a_share():
+def test_shares_word_a_share():
     assert stats.shares({"DCL": 0.9, "HCL": 0.25}) == "DCL 90.0 % and HCL 25.0 %"
     assert stats.shares({"paper setting": 0.0314}, digits=2) == "paper setting 3.14 %"
-    assert stats.most_of(0.6, 1.0, "most", "rest") == "most"
-    assert stats.most_of(0.5, 1.0, "most", "rest") == "rest"  # exactly half is not most
-    assert stats.most_of(0.3, 0.5, "inherits", "escapes") == "inherits"
-    assert stats.most_of(0.2, 0.5, "inherits", "escapes") == "escapes"
 
 
 def test_sweep_draws_the_curve_in_order_and_one_level_per_reference():

@@ -82,14 +82,11 @@ def test_answers_compare_labelled_pairs_and_say_what_was_not_run():
     assert stats.answers(results, {"Q?": {"said": "as worded"}}) == "* **Q?**: said: as worded"
 
 
-def test_diagnostic_difference_and_gain_over_pair_by_seed():
+def test_diagnostic_difference_pairs_by_seed():
     diagnostics = {"x": pd.DataFrame({"effective rank": [10.0, 12.0, 14.0]}, index=[0, 1, 2]),
                    "control": pd.DataFrame({"effective rank": [4.0, 5.0, 6.0]}, index=[2, 1, 0])}
     difference = analysis.diagnostic_difference(diagnostics, "x", "control")
     assert difference == stats.t_interval([10.0 - 6.0, 12.0 - 5.0, 14.0 - 4.0])  # by seed, not by row
-    untrained = {0: {"knn_top1": 50.0}, 1: {"knn_top1": 52.0}, 2: {"knn_top1": 51.0}}
-    gain = analysis.gain_over(records("a", [60.0, 61.0, 62.0]), untrained)
-    assert gain.mean == pytest.approx(10.0) and gain.n == 3
 
 
 def test_the_overview_reads_every_condition_best_first_with_its_setting_and_minutes():

@@ -302,3 +302,18 @@ def test_dcl_with_m_positives_gives_each_anchor_its_other_views_and_keeps_the_ne
     assert several.shape == (64, 3) and neg.shape == (64, 62)  # M = 3 positives, still 2B − 2 negatives
     assert one.shape == (64,)  # M = 1: the official form, unchanged
     assert several.abs().max() <= 1 + 1e-5 and not torch.allclose(several[:, 1], several[:, 2])
+
+
+def test_a_mined_queue_records_its_same_class_share_at_the_refills(tmp_path):
+    mined = {**TINY, "epochs": 1, "queue": 512, "mined_queue": 64, "mine_every": 2}
+    record = train.run(mined, tmp_path / "mined", progress=False)
+    share = record["epochs"][0]["refill_same_class"]
+    assert isinstance(share, float) and 0 <= share <= 1
+    trainer = train.Trainer(Config.from_dict(mined))
+    refills = []
+    for step in range(4):
+        _, last = trainer.train_step(torch.arange(64) + 64 * step, 0.0)
+        refills.append(last.refilled)
+    assert refills == [True, False, True, False]  # every mine_every steps, counted from the first
+    plain = train.run({**TINY, "epochs": 1}, tmp_path / "plain", progress=False)
+    assert "refill_same_class" not in plain["epochs"][0]
