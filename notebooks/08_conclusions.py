@@ -185,10 +185,10 @@ display(stats.differences(results, [(name, "moco") for name in [*positives, "pos
 # %%
 transfer_base = {**base, **transfer, "epochs": 2 * epochs}
 transfer_schedule = f"{2 * epochs} epochs on classes {transfer['train_classes']} (the same steps)"
-transfer_conditions = {"transfer_moco": {},
-                       "transfer_hardest_5pct": {"select": "hardest", "select_fraction": 0.05},
-                       "transfer_oracle": {"select": "drop_same_class"},
-                       "transfer_simsiam": positives["simsiam"]}
+transfer_conditions = {"transfer59_moco": {},
+                       "transfer59_hardest_5pct": {"select": "hardest", "select_fraction": 0.05},
+                       "transfer59_oracle": {"select": "drop_same_class"},
+                       "transfer59_simsiam": positives["simsiam"]}
 moved = study.run_groups([(transfer_conditions, transfer_base, seeds)], scale, this_notebook)
 display(stats.formatted(stats.mean_std(moved)))
 
@@ -214,8 +214,8 @@ gains = {name: stats.paired_difference(moved, name, untrained).interval for name
 over_untrained = {name: gain.words("above the untrained encoder", "below the untrained encoder")
                   for name, gain in gains.items()}
 display(pd.Series(over_untrained, name=f"kNN top-1 − untrained, {transfer_schedule}").to_frame())
-transfer_pairs = [stats.paired_difference(moved, name, "transfer_moco")
-                  for name in transfer_conditions if name != "transfer_moco"]
+transfer_pairs = [stats.paired_difference(moved, name, "transfer59_moco")
+                  for name in transfer_conditions if name != "transfer59_moco"]
 display(stats.differences(moved, [(d.a, d.b) for d in transfer_pairs]))
 bar = stats.mean_std(bars).loc[untrained, "knn_top1"]
 notebook.show(f"**{transfer_schedule}:** " + stats.clearing(
@@ -394,7 +394,7 @@ display(analysis.overview(everything))
 # %%
 enough = min(stats.MIN_SEEDS, len(seeds))  # a claim's seeds (one at the smoke scale, which claims nothing)
 seeded = {name: records for name, records in everything.items()
-          if len(records) >= enough and not name.startswith("transfer_")}
+          if len(records) >= enough and "transfer" not in name}
 fig, ax = plt.subplots(figsize=(8, 5))
 plots.alignment_uniformity(seeded, ax=ax, title=f"every condition with {enough}+ seeds, {schedule}")
 ax.legend(fontsize=6, ncol=2)
@@ -479,10 +479,10 @@ answers = {"The elephant in the room: are negatives needed at all? (this noteboo
                "effective rank over the positives-only control, SimSiam": beyond_control["simsiam"],
                "BYOL": beyond_control["byol"]},
            f"Is it good for transfer? (this notebook, {transfer_schedule})": {
-               "on unseen classes, hardest 5 % − all": ("transfer_hardest_5pct", "transfer_moco"),
-               "oracle − all": ("transfer_oracle", "transfer_moco"),
-               "SimSiam − MoCo": ("transfer_simsiam", "transfer_moco"),
-               "MoCo − the untrained encoder": over_untrained["transfer_moco"]}}
+               "on unseen classes, hardest 5 % − all": ("transfer59_hardest_5pct", "transfer59_moco"),
+               "oracle − all": ("transfer59_oracle", "transfer59_moco"),
+               "SimSiam − MoCo": ("transfer59_simsiam", "transfer59_moco"),
+               "MoCo − the untrained encoder": over_untrained["transfer59_moco"]}}
 notebook.show(f"**{schedule} unless named:**\n\n" + stats.answers(everything, answers))
 
 # %% [markdown]
