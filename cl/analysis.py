@@ -297,6 +297,14 @@ def at_epoch(results: dict[str, list[dict]], epoch: int) -> dict[str, list[dict]
                    if len(r["epochs"]) >= epoch] for name, records in results.items()}
 
 
+def refill_same_class(record: dict) -> float | None:
+    """A mined queue's same-class share at its refills (``refill_same_class``), from the last epoch
+    that had a refill; None when no epoch recorded one (no refill, or a run trained before the share
+    was recorded)."""
+    recorded = [row["refill_same_class"] for row in record["epochs"] if "refill_same_class" in row]
+    return recorded[-1] if recorded else None
+
+
 def hardest_same_class_over_training(run_dirs: dict[int, Path], share: float) -> pd.DataFrame:
     """``difficulty.hardest_same_class`` of each run's probe set after every epoch (``run_dirs``: seed →
     run folder): one row per (seed, epoch) with its precision, recall and chance level."""

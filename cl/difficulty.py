@@ -147,8 +147,9 @@ def jackknife_correlation(pair_difficulty: torch.Tensor, class_similarity: torch
 
         SE = √( (C − 1)/C · Σ_c (ρ_(c) − ρ̄)² ),   ρ ± t_{(1+level)/2, C−1} · SE.
 
-    Returns ρ and that interval (``n``: the C classes). It treats the C classes as a sample of
-    classes, which ten classes of one data set are only loosely."""
+    Returns ρ and that interval (``n``: the C classes), centred on the full-sample ρ (not
+    bias-corrected) and clipped to [−1, 1]. It treats the C classes as a sample of classes, which ten
+    classes of one data set are only loosely."""
     classes = pair_difficulty.shape[0]
     rho = semantic_correlation(pair_difficulty, class_similarity).rho
     kept = lambda c: [k for k in range(classes) if k != c]
@@ -158,7 +159,7 @@ def jackknife_correlation(pair_difficulty: torch.Tensor, class_similarity: torch
     mean = sum(left_out) / classes
     se = math.sqrt((classes - 1) / classes * sum((r - mean) ** 2 for r in left_out))
     half = float(stats.t.ppf((1 + level) / 2, classes - 1)) * se
-    return Interval(rho, rho - half, rho + half, classes, level)
+    return Interval(rho, max(-1.0, rho - half), min(1.0, rho + half), classes, level)
 
 
 def ranked_class_pairs(pair_difficulty: torch.Tensor, class_similarity: torch.Tensor,
@@ -225,10 +226,12 @@ def similarity_by_band(percentiles: torch.Tensor, labels: torch.Tensor, class_si
 
 
 class Detection(NamedTuple):
-    """``hardest_same_class``'s result: how well the hardest share finds the query's class."""
+    """``hardest_same_class``'s result: how well the hardest share finds the query's class, and what
+    a random ranking would score on each."""
     precision: float
     recall: float
-    chance: float  # what a random ranking scores on both: the share of same-class negatives
+    precision_chance: float  # the share of same-class negatives: mean_i |S_i| / (P − 1)
+    recall_chance: float     # the share of negatives taken: n / (P − 1)
 
 
 def hardest_same_class(z: torch.Tensor, labels: torch.Tensor, share: float) -> Detection:
@@ -238,9 +241,9 @@ def hardest_same_class(z: torch.Tensor, labels: torch.Tensor, share: float) -> D
 
         precision = mean_i |H_i ∩ S_i| / n,      recall = mean_i |H_i ∩ S_i| / |S_i|
 
-    (recall over the queries with a classmate). A random ranking scores mean_i |S_i| / (P − 1) on
-    both (``chance``); with ``share`` = 1/C and C balanced classes, |S_i| ≈ n, and a perfect
-    detector scores 1 on both."""
+    (recall over the queries with a classmate). A random ranking scores mean_i |S_i| / (P − 1) in
+    precision and n / (P − 1) in recall; with ``share`` = 1/C and C balanced classes the two are
+    about 1/C, |S_i| ≈ n, and a perfect detector scores 1 on both."""
     sim = z.float() @ z.float().T
     sim.fill_diagonal_(-math.inf)
     n = max(1, int(share * (len(z) - 1)))
@@ -249,7 +252,7 @@ def hardest_same_class(z: torch.Tensor, labels: torch.Tensor, share: float) -> D
     classmates = (labels[:, None] == labels[None, :]).sum(1).float() - 1
     has = classmates > 0
     return Detection(float((hits / n).mean()), float((hits[has] / classmates[has]).mean()),
-                     float((classmates / (len(z) - 1)).mean()))
+                     float((classmates / (len(z) - 1)).mean()), n / (len(z) - 1))
 
 
 def labelled_pairs(ranked: pd.DataFrame, label: str) -> set[tuple[str, str]]:

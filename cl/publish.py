@@ -106,8 +106,8 @@ def provenance(scale: str) -> dict:
     torch, the CPU, its cores, and the threads per run that the runs' metrics.json recorded."""
     git = lambda *args: subprocess.run(["git", *args], cwd=cl.ROOT, capture_output=True,
                                        text=True).stdout.strip()
-    threads = sorted({json.loads(p.read_text()).get("threads", "not recorded")
-                      for p in (cl.RUNS / scale).glob("*/metrics.json")}, key=str)
+    records = [json.loads(p.read_text()) for p in (cl.RUNS / scale).glob("*/metrics.json")]
+    threads = sorted({r.get("threads", "not recorded") for r in records if not r.get("control")}, key=str)
     return {"scale": scale, "commit": git("rev-parse", "HEAD") or "unknown",
             "work tree": "modified" if git("status", "--porcelain", "--untracked-files=no") else "clean",
             "torch": str(torch.__version__), "python": platform.python_version(), "cpu": cpu_model(),

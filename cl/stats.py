@@ -134,13 +134,15 @@ class Difference:
 
     def sentence(self, beside: Difference | None = None, digits: int = 2) -> str:
         """The difference, its verdict, and the comparison ``beside`` it (the linear probe's, say):
-        ``+2.47 [+2.27, +2.68] (better; linear +1.18 [+0.17, +2.18])``."""
+        ``+2.47 [+2.27, +2.68] (better, exploratory; linear +1.18 [+0.17, +2.18])``. Every such
+        verdict is exploratory, an interval read alone: the study's primary verdicts, tested together
+        with a correction, are :mod:`cl.primary`'s and worded there."""
         name = _SHORT.get(beside.metric, beside.metric) if beside else ""
         if not self.claims:  # the comparison beside claims nothing either: its mean alone
             extra = f"; {name} {beside.mean:+.{digits}f}" if beside else ""
             return f"{self.mean:+.{digits}f} ({plural(self.seeds, 'seed')}, no claim{extra})"
         extra = f"; {name} {beside.text(digits)}" if beside else ""
-        return f"{self.text(digits)} ({self.verdict()}{extra})"
+        return f"{self.text(digits)} ({self.verdict()}, exploratory{extra})"
 
     def __str__(self) -> str:
         return self.text()

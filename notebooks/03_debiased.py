@@ -252,7 +252,7 @@ assert torch.allclose(losses.debiased(p.pos[:, None], neg, 0.1, 0.1), losses.deb
 # %% [markdown]
 # The same form **trained**: DCL in the paper's setting with M = `trained_positives` positives
 # per anchor, its M − 1 extra positives further augmented views of the anchor's image
-# (`positives` in `cl.config.Config`; the step computes M + 1 views of each image). The negatives
+# (`positives` in `cl.config.Config`; the step makes M + 1 forward passes, one per view). The negatives
 # stay the $2B - 2$ first two views of the other images, so that only the positives change,
 # at the price of M + 1 forward passes per step. Against DCL with one positive and against
 # InfoNCE, in the same setting (exploratory):
@@ -332,7 +332,7 @@ notebook.show(stats.bullets({
 # %%
 assert np.isfinite(table["knn_top1"]).all()
 assert ((clamp >= 0) & (clamp <= 1)).all().all()
-assert all(r["config"]["positives"] == trained_positives for r in results[several])
+assert all(r["config"].get("positives", 1) == trained_positives for r in results[several])
 if check_claims:
     # the text explains the queue setting by the clamp: it must bind more there than at t = 0.5, per seed
     last_rate = lambda name: [r["epochs"][-1]["clamp_rate"] for r in results[name]]

@@ -199,9 +199,10 @@ notebook.show(stats.bullets({"MoCo v2 − the untrained encoder (how much the sc
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
-plots.curves({name: recs[0] for name, recs in results.items()}, keys=("knn_top1",), axes=axes[:1])
+trained = {name: recs for name, recs in results.items() if not controls.is_control(name)}
+plots.curves({name: recs[0] for name, recs in trained.items()}, keys=("knn_top1",), axes=axes[:1])
 axes[0].set_title(f"seed {seeds[0]} (monitor bank)")
-plots.alignment_uniformity(results, ax=axes[1])
+plots.alignment_uniformity(trained, ax=axes[1])
 fig.tight_layout()
 
 # %% [markdown]

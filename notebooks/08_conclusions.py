@@ -337,8 +337,10 @@ display(pd.DataFrame({"same-class share, last step": same_class,
 # false negatives at its refills would sit far above it.
 
 # %%
-at_refill = {name: stats.share_interval([r["epochs"][-1]["refill_same_class"] for r in leveraged[name]],
-                                        0.1, "a random queue") for name in ("mined_random", *mined_rules)}
+refills = {name: [s for s in map(analysis.refill_same_class, leveraged[name]) if s is not None]
+           for name in ("mined_random", *mined_rules)}
+at_refill = {name: stats.share_interval(shares, 0.1, "a random queue") if shares else "not recorded"
+             for name, shares in refills.items()}
 notebook.show(stats.bullets({f"{name}, same-class share at the refills": text
                              for name, text in at_refill.items()}))
 

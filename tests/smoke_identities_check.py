@@ -46,3 +46,13 @@ def test_each_run_has_its_pinned_identity(name):
         pytest.skip(f"{name} was not trained (the test above names it)")
     diff = differing(runs[name], PINNED[name])
     assert not diff, f"{name}: keys differ from the pin: {diff}"
+
+
+def test_the_smoke_study_computed_the_controls_and_its_summary_marks_them():
+    from cl import summary  # the package reads NEGATIVES_RUNS as this file does
+
+    rows = {row["run"]: row for row in summary.summary_rows("smoke")}
+    marked = {name: row["control"] for name, row in rows.items() if row["control"]}
+    assert set(marked.values()) == {"untrained", "pixels", "pixels_centred"}
+    assert set(marked) == {name for name in PINNED if name.startswith("control_")}
+    assert all(rows[name]["epochs"] == 0 and rows[name]["knn_top1"] > 0 for name in marked)

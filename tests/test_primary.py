@@ -20,6 +20,8 @@ def test_the_two_tests_are_students_t_on_known_samples():
     assert primary.superiority_p(values) == pytest.approx(scipy_stats.ttest_1samp(values, 0).pvalue)
     expected = scipy_stats.ttest_1samp(values, -0.5, alternative="greater").pvalue
     assert primary.non_inferiority_p(values, 0.5) == pytest.approx(expected)
+    assert primary.non_inferiority_p([1.0, 1.0, 1.0], 1.5) == 0.0  # no spread: the mean decides
+    assert primary.non_inferiority_p([-2.0, -2.0, -2.0], 1.5) == 1.0
     # the wider the margin, the easier non-inferiority: the p-value falls as the margin grows
     assert primary.non_inferiority_p(values, 0.0) > primary.non_inferiority_p(values, 0.2) > \
         primary.non_inferiority_p(values, 1.0)
@@ -50,6 +52,9 @@ def test_tested_contrasts_take_their_margin_from_the_named_contrast_and_word_the
     assert learning.verdict == "better" and learning.rejected
     assert near.margin == pytest.approx(0.25 * learning.difference.mean)
     assert near.verdict == f"not worse by {near.margin:.2f} points or more"
+    # tested on d + a quarter of learning, per seed: the margin's own noise is in the test
+    combined = primary.margin_combined(results, FAMILY, FAMILY.contrasts[1])
+    assert near.p == pytest.approx(primary.non_inferiority_p(combined, 0.0))
     assert not same.rejected and same.verdict == "no difference resolved after correction"
     adjusted = primary.holm([learning.p, near.p, same.p])
     assert [learning.adjusted, near.adjusted, same.adjusted] == pytest.approx(adjusted)
@@ -83,6 +88,8 @@ def test_the_plan_gives_each_contrast_its_expected_half_widths():
     assert plan.loc["learning", "expected ± at 95 %, 5 seeds"] == expected
     assert plan.loc["near", "margin"] == "0.25 × (learning)" and plan.loc["same", "test"] == "superiority"
     assert plan.loc["learning", "expected ± at 98%"] > plan.loc["learning", "expected ± at 95 %, 5 seeds"]
+    needed = round(scipy_stats.t.ppf(1 - 0.05 / 3 / 2, 4), 2)
+    assert plan.loc["learning", "|t| needed at Holm's first step"] == needed
 
 
 def test_the_longer_check_reads_each_verdicts_direction_at_the_renamed_conditions():
@@ -91,11 +98,13 @@ def test_the_longer_check_reads_each_verdicts_direction_at_the_renamed_condition
                     "hard_long": [82.0, 82.1, 82.2],
                     "other_long": [82.0, 82.6, 82.1]})
     verdicts = primary.tested(results, FAMILY)
-    table = primary.check(results, verdicts, lambda name: name if name == "untrained" else f"{name}_long")
+    renamed = lambda name: name if name == "untrained" else f"{name}_long"
+    table = primary.check(results, verdicts, renamed, FAMILY)
     assert table.loc["learning", "a − b"] == "moco_long − untrained"
-    assert table.loc["learning", "direction holds"] == "yes"
+    assert table.loc["learning", "verdict holds"] == "yes"
     # hard_long − moco_long ≈ −1.13, the margin a quarter of moco_long − untrained ≈ 1.0: not within it
-    assert table.loc["near", "direction holds"] == "no"
+    assert verdicts[1].rejected and table.loc["near", "verdict holds"] == "no"
+    assert not verdicts[2].rejected and table.loc["same", "verdict holds"] == "no primary verdict"
 
 
 def test_the_test_set_sentence_reads_the_accuracy_and_the_size_of_the_test_set():
