@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from cl import augment, cli, controls, difficulty, metrics, negatives, stats, summary
+from cl import augment, cli, difficulty, metrics, negatives, stats, summary
 from cl import run_folder as folder
 from cl.config import Config
 from cl.train import Trainer
@@ -204,7 +204,7 @@ def condition_table(results: dict[str, list[dict]]) -> pd.DataFrame:
     """Each condition's final metrics as ``mean ± std`` over its seeds (``cl.stats.formatted``), with
     the training setting its numbers come from (``cl.summary.setting`` of its config) as a last column."""
     table = stats.formatted(stats.mean_std(results))
-    return table.assign(setting=[summary.setting(results[name][0]["config"]) for name in table.index])
+    return table.assign(setting=[summary.condition_setting(results[name]) for name in table.index])
 
 
 def clamp_rates(results: dict[str, list[dict]], names) -> pd.DataFrame:
@@ -323,10 +323,8 @@ def overview(results: dict[str, list[dict]]) -> pd.DataFrame:
     (``summary.setting``), their epochs and mean training minutes; the best kNN top-1 first."""
     table = stats.mean_std(results)
     shown = stats.formatted(table)
-    kind = lambda records: records[0].get("control")
-    shown["setting"] = [f"control: {controls.LABELS[kind(records)]}" if kind(records)
-                        else summary.setting(summary.trained_config(records)) for records in results.values()]
-    shown["epochs"] = [0 if kind(records) else summary.trained_config(records)["epochs"]
+    shown["setting"] = [summary.condition_setting(records) for records in results.values()]
+    shown["epochs"] = [0 if records[0].get("control") else summary.trained_config(records)["epochs"]
                        for records in results.values()]
     shown["train minutes"] = [round(sum(r["final"]["train_seconds"] for r in records) / len(records) / 60, 1)
                               for records in results.values()]

@@ -135,6 +135,12 @@ def setting(row) -> str:
 
 
 
+def condition_setting(records: list[dict]) -> str:
+    """The setting of a condition's runs in words (:func:`setting`), or which control they are."""
+    kind = records[0].get("control")
+    return f"control: {controls.LABELS[kind]}" if kind else setting(trained_config(records))
+
+
 def setting_of(overrides: dict) -> str:
     """:func:`setting` of a run of these config overrides (the defaults elsewhere)."""
     return setting(Config.from_dict(overrides).to_dict())

@@ -145,8 +145,8 @@ results.update(controls.ensure(base, seeds, scale, this_notebook))
 # Each condition's final metrics, the mean ± the standard deviation over its seeds: kNN top-1 and
 # linear-probe top-1
 # on the test set (%), and the alignment and uniformity of the embedding (Wang & Isola 2020,
-# both lower is better), with the setting each number comes from; the controls are listed with
-# the queue's setting but train nothing.
+# both lower is better), with the setting each number comes from (the controls, which train
+# nothing, marked as such).
 
 # %%
 table, shown = stats.mean_std(results), analysis.condition_table(results)

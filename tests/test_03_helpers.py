@@ -80,3 +80,11 @@ def test_sweep_fills_given_panels():
     assert list(axes[1].lines[0].get_ydata()) == [3.0, 4.0]
     assert axes[1].get_ylabel() == "linear-probe top-1 (%)"
     plt.close("all")
+
+
+def test_a_control_is_named_as_such_in_place_of_a_setting():
+    control = [{**record("control_untrained", 0, 50.0), "control": "untrained"}]
+    control[0]["final"]["train_seconds"] = 0.0
+    table = analysis.condition_table({**RESULTS, "control_untrained": control})
+    assert table.loc["control_untrained", "setting"] == "control: untrained encoder (random init)"
+    assert analysis.overview({"control_untrained": control}).loc["control_untrained", "epochs"] == 0
