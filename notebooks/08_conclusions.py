@@ -149,7 +149,7 @@ notebook.show(stats.bullets(learnt))
 
 # %%
 diagnostics = {name: analysis.collapse_diagnostics([study.run_dir(scale, r["run"]) for r in records], records)
-               for name, records in results.items()}
+               for name, records in results.items() if not controls.is_control(name)}
 display(pd.DataFrame({name: d.mean() for name, d in diagnostics.items()}).T.round(3))
 
 # %% [markdown]
