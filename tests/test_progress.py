@@ -45,12 +45,13 @@ def test_an_executed_notebook_keeps_a_line_per_epoch_not_a_line_per_step(tmp_pat
     streams = ["".join(o.text) for c in nbformat.read(executed, as_version=4).cells
                for o in c.get("outputs", []) if o.output_type == "stream"]
     lines = "".join(streams).splitlines()
-    run_dir = tmp_path / "smoke" / "01_moco_v2"
-    start = lines.index(f"01_moco_v2: new run: moco_v2 on fashion_mnist (1,024 training images), 1 epoch, in "
-                        f"{run_dir}")
-    assert lines[start + 1].startswith("01_moco_v2 epoch 1/1: loss ")
-    # three runs (the baseline, and the bf16 and float32 checks of 2 epochs): a start line and a
-    # line per epoch each, plus a few printed results; a bar would leave hundreds of lines
+    run_dir = tmp_path / "smoke" / "moco_3ep_s0"
+    start = lines.index(f"moco_3ep_s0: new run: moco_3ep on fashion_mnist (1,024 training images), 3 epochs, "
+                        f"in {run_dir}")
+    assert lines[start + 1].startswith("moco_3ep_s0 epoch 1/3: loss ")
+    # three runs (the longer baseline of 3 epochs, and the bf16 and float32 checks of 2 epochs): a
+    # start line and a line per epoch each, a line per control, plus a printed setting; a bar would
+    # leave hundreds of lines
     assert len(lines) <= 16 and sum(len(line) for line in lines) < 2500
     html = executed.with_suffix(".html").read_text()
-    assert "it/s" not in html and "%|" not in html and "01_moco_v2 epoch 1/1: loss" in html
+    assert "it/s" not in html and "%|" not in html and "moco_3ep_s0 epoch 1/3: loss" in html
