@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from cl import augment, cli, difficulty, metrics, negatives, stats, summary
+from cl import augment, cli, controls, difficulty, metrics, negatives, stats, summary
 from cl import run_folder as folder
 from cl.config import Config
 from cl.train import Trainer
@@ -128,12 +128,9 @@ def probe_set_controls(record: ProbeSet) -> dict[str, torch.Tensor]:
     initialisation (its seed's), each normalised, as the run's own probe embeddings are."""
     cfg = Config.from_dict({**record.config, "device": "cpu"})
     trainer = Trainer(cfg)  # the seed's initial weights, before any step
-    images = trainer.probe_set_images
-    flat = lambda x: trainer.prepare(x).flatten(1)
-    train_images = trainer.train_set.images
-    mean = torch.cat([flat(train_images[i:i + 4096]) for i in range(0, len(train_images), 4096)]).mean(0)
-    return {"raw pixels (centred)": F.normalize(flat(images) - mean, dim=1),
-            "untrained encoder": trainer.embed_probe_set()}
+    pixels = controls.Pixels(controls.mean_image(trainer))
+    centred = F.normalize(pixels.features(trainer.prepare(trainer.probe_set_images)), dim=1)
+    return {"raw pixels (centred)": centred, "untrained encoder": trainer.embed_probe_set()}
 
 
 def collapse_diagnostics(run_dirs: list, records: list[dict]) -> pd.DataFrame:

@@ -78,13 +78,17 @@ def evaluate(cfg: Config, kind: str) -> dict:
         raise ValueError(f"no control {kind!r}: one of {', '.join(KINDS)}")
     trainer = Trainer(cfg)  # the seed's initial encoder: the untrained control as it is
     if kind != "untrained":
-        mean = 0.0
-        if kind == "pixels_centred":
-            train_images = trainer.train_set.images
-            mean = torch.cat([trainer.prepare(train_images[i:i + 1024]).flatten(1).sum(0, keepdim=True)
-                              for i in range(0, len(train_images), 1024)]).sum(0) / len(train_images)
+        mean = mean_image(trainer) if kind == "pixels_centred" else 0.0
         trainer.encoder = Pixels(mean).to(trainer.device)
     return trainer.evaluate(final=True)
+
+
+def mean_image(trainer: Trainer) -> torch.Tensor:
+    """The mean of the trainer's training images as the encoder receives them, flattened (what
+    ``pixels_centred`` subtracts), summed in chunks so that the whole set is never prepared at once."""
+    images = trainer.train_set.images
+    return sum(trainer.prepare(images[i:i + 4096]).flatten(1).sum(0)
+               for i in range(0, len(images), 4096)) / len(images)
 
 
 def ensure(base: dict, seeds, scale: str, notebook: str | None = None,

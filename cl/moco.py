@@ -15,7 +15,7 @@ only negatives the loss sees until the next refill. It asks whether "the hardest
 ``MoCo.forward`` returns the similarities of the loss contract (docs/design.md): ``pos`` (B,)
 and ``neg`` (B, K); the loss is computed outside, then ``enqueue`` is called, so any
 objective of ``cl.objectives`` and any selection of ``cl.negatives`` plugs in between
-(``cl.train.queue_step`` is the whole step; notebook 01 walks through it).
+(``cl.steps.queue_step`` is the whole step; notebook 01 walks through it).
 
 Batch norm: the key batch is shuffled before f_k so that the query and its key never sit
 in the same BN group (shuffle BN). Across ranks under ``torchrun`` the shuffle is global,

@@ -12,7 +12,7 @@ about (notebook 08): without negatives, what keeps the embedding from collapsing
 
 ``Siamese.forward`` returns ``pos`` (2B,): cos(p₁, sg(t₂)) then cos(p₂, sg(t₁)), the loss
 contract's positives with no negatives at all (``cl.losses.negative_cosine`` and
-``cl.losses.byol`` read them); ``cl.train.siamese_step`` is the whole step.
+``cl.losses.byol`` read them); ``cl.steps.siamese_step`` is the whole step.
 """
 from __future__ import annotations
 

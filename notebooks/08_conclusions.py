@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from cl import analysis, bench, controls, negatives, notebook, plots, stats, study, summary, train
+from cl import analysis, bench, controls, negatives, notebook, plots, stats, steps, study, summary, train
 from cl.config import Config
 
 this_notebook = notebook.start(globals())
@@ -98,12 +98,12 @@ schedule = f"at {epochs} epochs"
 # evaluation, is the study's, and so is MoCo's head (`mlp`, no batch norm): the comparison
 # with MoCo changes the head too.
 #
-# The whole step, `cl.train.siamese_step` (the model, `cl.siamese.Siamese`, returns the cosine
+# The whole step, `cl.steps.siamese_step` (the model, `cl.siamese.Siamese`, returns the cosine
 # of each prediction with the other view's target; the loss reads it as the positives, with no
 # negatives to contrast):
 
 # %%
-notebook.show_source(train.siamese_step)
+notebook.show_source(steps.siamese_step)
 
 # %% [markdown]
 # Four conditions, every seed: MoCo v2 as the reference, SimSiam, BYOL, and the positives-only
