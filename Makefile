@@ -54,13 +54,15 @@ notebooks: editable
 lab: setup notebooks
 	$(PY) -m jupyter lab notebooks/
 
-# The second pytest runs after the notebooks trained runs/smoke: every run's name and identity as
-# pinned (a file under tests/ named apart, so that the first pytest, which collects tests/, leaves it out).
+# The plan's runs train first; then nbval executes the notebooks, which reuse them. The second pytest
+# checks runs/smoke after that: every run's name and identity as pinned, and that no notebook trained
+# (a file under tests/ named apart, so that the first pytest, which collects tests/, leaves it out).
 test: setup
 	rm -rf runs/smoke
 	$(PY) -m cl.study prepare --scale smoke
+	$(PY) -m cl.study train --scale smoke
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider tests runs/smoke/notebooks/*.ipynb
-	$(PY) -m pytest -q -p no:cacheprovider tests/smoke_identities_check.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/smoke_identities_check.py tests/smoke_study_check.py
 
 lint: editable
 	$(PY) -m ruff check cl tests notebooks

@@ -13,7 +13,9 @@ Prints a table and writes ``runs/bench.json``:
   mined negatives (the smaller the better), timed in blocks of 16 steps so that a mined
   queue's refill counts: the mean ratio and its 95 % t interval over 8 interleaved blocks;
 * the speed-up of the default bf16 encoder (``precision: bf16``) over float32;
-* the gain of training two one-epoch runs side by side (``cl.pool``) over one after the other.
+* the pool's throughput (``cl.pool``): one-epoch runs per hour at each width 1, 2, 4, … up to the
+  cores this process may use; ``cl.pool`` then trains at the best width on a machine of that many
+  cores.
 
 Throughputs are medians over repeated steps after a warm-up, on whatever machine runs it;
 costs are timed interleaved with the plain step (one block of each in turn), so that the
@@ -21,10 +23,8 @@ ratios do not depend on when each was measured.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import platform
 import statistics
 import tempfile
@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2 as T
 
 import cl
-from cl import augment, negatives, objectives, pool
+from cl import augment, negatives, objectives, pool, system
 from cl.config import Config
 from cl.stats import Interval, t_interval
 from cl.train import Trainer
@@ -158,32 +158,29 @@ def dataloader_stepper(trainer: Trainer, workers: int):
     return one
 
 
-def pool_speedup(runs: int = 2) -> float:
-    """Wall-clock time of ``runs`` one-epoch runs on the whole training set trained one after the
-    other in this process, over the same runs trained side by side by :mod:`cl.pool` (one thread
-    each): the pool's gain, whole runs with their evaluation and the processes' start-up included.
-    A full epoch, so that the start-up weighs on the pool about as little as on the study's runs
-    (on runs of a few seconds it outweighs the gain)."""
-    config = dict(test_subset=2048, monitor_bank=2048, linear_epochs=10, epochs=1, device="cpu", probe=0)
-    seconds = {}
-    for workers in ("1", str(runs)):
-        with tempfile.TemporaryDirectory() as tmp, _environment(pool.ENV, workers):
+def pool_widths(cores: int) -> list[int]:
+    """The widths of the pool to time on ``cores`` cores: 1, 2, 4, … up to the cores, and the cores."""
+    widths = [2 ** i for i in range(cores.bit_length()) if 2 ** i <= cores]
+    return widths + [cores] if widths[-1] != cores else widths
+
+
+def pool_runs_per_hour(widths: list[int], config: dict | None = None) -> dict[int, float]:
+    """One-epoch runs per hour that :mod:`cl.pool` trains at each width: ``width`` runs side by side, the
+    cores divided evenly among them, whole runs with their evaluation and the processes' start-up
+    included. By default on the whole training set, so that the start-up weighs on the pool about as
+    little as on the study's runs (on runs of a few seconds it outweighs the gain)."""
+    config = config or dict(test_subset=2048, monitor_bank=2048, linear_epochs=10, epochs=1, device="cpu",
+                            probe=0)
+    rates = {}
+    for width in widths:
+        with tempfile.TemporaryDirectory() as tmp, system.environment(**{pool.ENV: str(width)}):
             jobs = [(Config.from_dict({**config, "seed": seed}), Path(tmp) / f"s{seed}")
-                    for seed in range(runs)]
+                    for seed in range(width)]
             start = time.perf_counter()
-            pool.train_all(jobs)
-            seconds[workers] = time.perf_counter() - start
-    return seconds["1"] / seconds[str(runs)]
-
-
-@contextlib.contextmanager
-def _environment(key: str, value: str):
-    saved = os.environ.get(key)
-    os.environ[key] = value
-    try:
-        yield
-    finally:
-        os.environ.pop(key) if saved is None else os.environ.update({key: saved})
+            pool.train_all(jobs, relay=False)
+            rates[width] = width * 3600 / (time.perf_counter() - start)
+        print(f"pool of {width}: {rates[width]:.1f} one-epoch runs per hour", flush=True)
+    return rates
 
 
 def main():
@@ -219,7 +216,8 @@ def main():
     # blocks of 16 steps: a mined queue's refill period, so its mining is counted once a block
     report["strategy_cost_over_plain_moco"] = {name: dataclasses.asdict(cost) for name, cost in
                                                step_costs(plain_moco, strategies, rounds=8, steps=16).items()}
-    report["pool_speedup_two_runs"] = pool_speedup()
+    report["cores"] = pool.cores()
+    report["pool_runs_per_hour_by_width"] = pool_runs_per_hour(pool_widths(report["cores"]))
     print(json.dumps(report, indent=1))
     cl.RUNS.mkdir(exist_ok=True)
     (cl.RUNS / "bench.json").write_text(json.dumps(report, indent=1))

@@ -27,6 +27,7 @@ import torch
 import yaml
 
 import cl
+from cl import plan
 from cl import run_folder as folder
 from cl.config import Config
 from cl.progress import say
@@ -103,16 +104,18 @@ def ensure(base: dict, seeds, scale: str, notebook: str | None = None,
         for seed in seeds:
             cfg = Config.from_dict({**evaluated, "seed": seed})
             run_dir = cl.RUNS / scale / f"{condition(kind, suffix)}_s{seed}"
-            results.setdefault(condition(kind, suffix), []).append(_computed(cfg, kind, run_dir, notebook))
+            listed = plan.record([plan.Run(run_dir, cfg, condition(kind), [notebook], control=kind)])
+            results.setdefault(condition(kind, suffix), []).append(
+                {} if listed else computed(cfg, kind, run_dir, notebook))
     return results
 
 
-def _computed(cfg: Config, kind: str, run_dir: Path, notebook: str | None) -> dict:
+def computed(cfg: Config, kind: str, run_dir: Path, notebook: str | None) -> dict:
     """The control's record in ``run_dir``: read when finished, else computed and written."""
     done = folder.finished_run(cfg, run_dir)
     if done is not None:
         return done
-    with folder.locked(run_dir):
+    with folder.locked(run_dir, wait=True):
         done = folder.finished_run(cfg, run_dir)
         if done is not None:
             return done

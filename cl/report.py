@@ -17,7 +17,9 @@ from __future__ import annotations
 import html
 import importlib.metadata
 import importlib.util
+import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -49,6 +51,7 @@ OFFLINE_SCRIPT = f"""MathJax.Hub.Config({{
 MathJax.Ajax.loadComplete("[MathJax]/{OFFLINE_CONFIG}");
 """
 REPORT_TAG = "report"
+NBCONVERT_ALT = "No description has been provided for this image"  # nbconvert's placeholder
 STYLE = """body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
@@ -101,10 +104,61 @@ def mathjax_url(page: Path) -> str:
 
 
 def export_html(ipynb: Path, page: Path) -> Path:
-    """Export an executed notebook to the HTML file ``page``, its equations typeset by the offline MathJax."""
-    body, _ = HTMLExporter(mathjax_url=mathjax_url(page)).from_filename(str(ipynb))
+    """Export an executed notebook to the HTML file ``page``, its equations typeset by the offline MathJax,
+    each figure with its alternative text (:func:`alt_texts`; nbconvert's templates take none, so they
+    replace its placeholder, and its warning about the placeholder is not shown)."""
+    nb = nbformat.read(ipynb, as_version=4)
+    exporter = HTMLExporter(mathjax_url=mathjax_url(page))
+    level = exporter.log.level
+    exporter.log.setLevel(logging.ERROR)
+    try:
+        body, _ = exporter.from_notebook_node(nb)
+    finally:
+        exporter.log.setLevel(level)
+    for alt in alt_texts(nb):
+        body = body.replace(f'alt="{NBCONVERT_ALT}"', f'alt="{html.escape(alt)}"', 1)
     page.write_text(body)
     return page
+
+
+def alt_texts(nb) -> list[str]:
+    """The alternative text of each figure of ``nb``, in order: the first sentence of the Markdown cell
+    before it, which says what the figure shows."""
+    said, texts = "", []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            text = " ".join(line.lstrip("#").strip() for line in cell.source.splitlines()).strip()
+            said = re.split(r"(?<=\.)\s", text, maxsplit=1)[0][:200] or said
+        texts += [f"Figure: {said}" for output in cell.get("outputs", [])
+                  if "image/png" in output.get("data", {})]
+    return texts
+
+
+def write_log(ipynb: Path, log: Path) -> Path:
+    """The text an executed notebook's code cells printed (their streams, plain-text results and errors
+    with their tracebacks), cell by cell, into ``log``: what the terminal leaves out."""
+    lines = []
+    cells = [cell for cell in nbformat.read(ipynb, as_version=4).cells if cell.cell_type == "code"]
+    for number, cell in enumerate(cells, 1):
+        texts = [output.get("text", "") if output["output_type"] == "stream"
+                 else "\n".join([f"{output['ename']}: {output['evalue']}",
+                                 *map(_plain, output.get("traceback", []))])
+                 if output["output_type"] == "error" else _shown_as_text(output.get("data", {}))
+                 for output in cell.get("outputs", [])]
+        if any(texts):
+            lines += [f"--- code cell {number}", *(text.rstrip("\n") for text in texts if text)]
+    log.write_text("\n".join(lines) + "\n")
+    return log
+
+
+def _shown_as_text(data: dict) -> str:
+    """A displayed output as text: its Markdown, else its plain text, a figure as ``[figure]``."""
+    return data.get("text/markdown") or ("[figure]" if "image/png" in data else data.get("text/plain", ""))
+
+
+def _plain(text: str) -> str:
+    """``text`` without its terminal colour codes."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def report_path(scale: str) -> Path:

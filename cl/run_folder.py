@@ -50,6 +50,7 @@ class TrainingDiverged(UserError, RuntimeError):
 
 CHECKPOINT, PREVIOUS, PROBE_SET = "checkpoint.pt", "checkpoint.prev.pt", "probe.pt"
 CONFIG, METRICS = "config.yaml", "metrics.json"
+WAIT_EVERY = 2.0  # seconds between tries at a run folder another process holds (locked(wait=True))
 CHECKPOINT_KEYS = {"config", "epoch", "model", "optimizer", "generator", "device_generator", "history"}
 
 
@@ -157,15 +158,23 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def locked(run_dir: Path):
+def locked(run_dir: Path, wait: bool = False):
     """Hold the run folder's lock for the body. Under torchrun, rank 0 holds it and the other ranks
-    wait until it has it (or share its RunLocked)."""
-    lock, problem = None, None
-    if is_main():
+    wait until it has it (or share its RunLocked). ``wait``: while another process holds it (two
+    notebooks training one shared baseline), wait for that process, saying so once, instead of failing."""
+    lock, problem, said = None, None, False
+    while is_main() and lock is None:
         try:
             lock = RunLock(run_dir)
         except RunLocked as error:
-            problem = str(error)
+            if not wait:
+                problem = str(error)
+                break
+            if not said:
+                said = True
+                say(f"{run_dir.name}: {str(error).split(': wait')[0].removeprefix(str(run_dir)).strip()}; "
+                    f"waiting for it to end")
+            time.sleep(WAIT_EVERY)
     if distributed():
         shared = [problem]
         dist.broadcast_object_list(shared, src=0)

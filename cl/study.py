@@ -1,6 +1,8 @@
 """Running the study: the runs of every notebook trained, the notebooks executed with papermill.
 
-``python -m cl.study run --scale cpu``   executes every notebook in order into runs/
+``python -m cl.study run --scale cpu``   trains every run of the plan (:mod:`cl.plan`), then executes
+every notebook in order into runs/ (they reuse the runs)
+``python -m cl.study plan | train --scale cpu``  lists the plan's runs | trains them only
 ``python -m cl.study prepare --scale smoke``  writes the notebooks with the smoke
 parameters injected (what ``make test`` hands to nbval)
 ``python -m cl.study table | summary | report | parameters``  the results table, ``summary.csv``,
@@ -17,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import logging
-import os
 import signal
 import sys
 import time
@@ -31,7 +30,7 @@ import yaml
 from jupyter_client import AsyncKernelManager
 
 import cl
-from cl import cli, pool, progress, publish, report, summary
+from cl import cli, controls, launch, plan, pool, progress, publish, report, stats, summary, system
 from cl.cli import Interrupted, UserError
 from cl.config import Config
 from cl.parameters import (
@@ -43,6 +42,9 @@ from cl.parameters import (
     parameters,
     shown,
 )
+from cl.run_folder import finished_run
+
+PLAN_FILE = "plan.txt"  # in runs/<scale>/notebooks/: the plan as trained (written when it is done)
 
 
 def run_dir(scale: str, name: str) -> Path:
@@ -69,7 +71,11 @@ def run_groups(groups: list[tuple[dict[str, dict], dict, list]], scale: str, not
              for name, overrides in conditions.items() for seed in seeds]
     jobs = [(Config.from_dict({**base, **overrides, "seed": seed}), run_dir(scale, f"{name}_s{seed}"))
             for name, overrides, base, seed in names]
-    records = pool.train_all(jobs, notebook, [method or name for name, *_ in names])
+    methods = [method or name for name, *_ in names]
+    if plan.record([plan.Run(folder, cfg, how, [notebook]) for (cfg, folder), how in zip(jobs, methods)]):
+        records = [{} for _ in jobs]  # the plan is being listed: nothing trains
+    else:
+        records = pool.train_all(jobs, notebook, methods)
     results = {}
     for (name, *_), record in zip(names, records):
         results.setdefault(name, []).append(record)
@@ -97,12 +103,59 @@ def prepare(scale: str) -> list[Path]:
     return written
 
 
-def execute(scale: str, only: list[str] | None = None) -> None:
-    """Execute the notebooks in order with papermill, export each to HTML, write the summary and report.
+def train_plan(scale: str, only: list[str] | None = None, launcher: str = "local", **slurm
+               ) -> tuple[list[plan.Run], set[str], dict[str, float]]:
+    """Train (or reuse) every run of the plan (:mod:`cl.plan`) of the notebooks ``only`` (default: all):
+    here, side by side (:mod:`cl.pool`, a live bar per run in training), the controls after them; or
+    with ``launcher`` slurm (or submitit-local) as jobs (:mod:`cl.launch`; ``slurm``: the executor's
+    options). Writes the plan as trained into ``runs/<scale>/notebooks/plan.txt``.
 
-    Every parameter file is checked first. While a notebook runs, its runs write their steps
-    to a progress file, from which a live bar is drawn here (a terminal only); the notebook
-    itself records one line per epoch.
+    Returns the plan, the names of the runs trained (or evaluated) now and, by notebook, the
+    wall-clock minutes they took (the whole time shared in proportion to each run's own training
+    time; a run counts for the first notebook that reads it)."""
+    runs = plan.study_plan(scale, only)
+    todo = [run for run in runs if finished_run(run.config, run.run_dir) is None]
+    print(f"plan: {stats.plural(len(runs), 'run')}, {len(todo)} to train or evaluate, "
+          f"{len(runs) - len(todo)} finished", flush=True)
+    out_dir = cl.RUNS / scale / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if launcher == "local":
+        records = _train_here(todo, out_dir / ".progress.json")
+    else:
+        chosen = launch.executor(launcher, cl.RUNS / scale / "submitit", **slurm)
+        records = launch.wait(launch.submit(todo, chosen), todo)
+    wall = (time.perf_counter() - start) / 60
+    own = {run.name: record["final"].get("train_seconds") or 0.0 for run, record in zip(todo, records)}
+    minutes = {}
+    for run in todo:
+        share = own[run.name] / sum(own.values()) if sum(own.values()) else 1 / len(todo)
+        minutes[run.notebooks[0]] = minutes.get(run.notebooks[0], 0.0) + wall * share
+    if todo:
+        print(f"plan: {stats.plural(len(todo), 'run')} trained or evaluated in {wall:.1f} min", flush=True)
+    (out_dir / PLAN_FILE).write_text(plan.table(runs) + "\n")
+    return runs, {run.name for run in todo}, minutes
+
+
+def _train_here(todo: list[plan.Run], tracked: Path) -> list[dict]:
+    """The runs ``todo`` trained side by side on this machine (their live bars drawn from ``tracked``),
+    then the controls among them evaluated; the records, in the order of ``todo``."""
+    training = [run for run in todo if run.control is None]
+    with system.environment(**{progress.ENV: str(tracked)}), progress.watch(tracked):
+        records = pool.train_all([(run.config, run.run_dir) for run in training],
+                                 [run.notebooks[0] for run in training], [run.method for run in training],
+                                 relay=False) if training else []
+    by_name = {run.name: record for run, record in zip(training, records)}
+    return [by_name.get(run.name) or controls.computed(run.config, run.control, run.run_dir, run.notebooks[0])
+            for run in todo]
+
+
+def execute(scale: str, only: list[str] | None = None, **where) -> None:
+    """Train the plan (``where``: how, :func:`train_plan`), then execute the notebooks in order with
+    papermill (they reuse every run), export each to HTML, write the summary and report.
+
+    Every parameter file is checked first. The terminal gets one line per notebook (and the live bars
+    of the runs in training); each notebook's output is in a log file beside its executed copy.
     """
     unknown = sorted(set(only or []) - {py.stem for py in notebooks()})
     if unknown:
@@ -114,35 +167,45 @@ def execute(scale: str, only: list[str] | None = None) -> None:
     failed = []
     chosen = [py.stem for py in notebooks() if not only or py.stem in only]
     print(summary.expected_total(scale, chosen), flush=True)
-    for py in notebooks():
-        if only and py.stem not in only:
-            continue
+    runs, trained, training_minutes = train_plan(scale, only, **where)
+    for number, stem in enumerate(chosen, 1):
         start = time.perf_counter()
-        print(f"== {py.stem} ({scale})", flush=True)
-        src = _ipynb(py, out_dir / "source" / f"{py.stem}.ipynb")
-        dst = out_dir / f"{py.stem}.ipynb"
+        src = _ipynb(cl.NOTEBOOKS / f"{stem}.py", out_dir / "source" / f"{stem}.ipynb")
+        dst = out_dir / f"{stem}.ipynb"
+        outcome = ""
         try:
-            kernel_env = {progress.ENV: str(tracked), NOTEBOOK_ENV: py.stem}
-            with _environment(**kernel_env), progress.watch(tracked):
-                _execute_notebook(src, dst, parameters(scale, py.stem))
+            kernel_env = {progress.ENV: str(tracked), NOTEBOOK_ENV: stem}
+            with system.environment(**kernel_env), progress.watch(tracked):
+                _execute_notebook(src, dst, parameters(scale, stem))
         except papermill.PapermillExecutionError as error:
             if error.ename in ("Interrupted", "KeyboardInterrupt"):
                 states = progress.read_states(tracked) if error.ename == "Interrupted" else []
-                raise Interrupted(_interrupted(py.stem, scale, states)) from None
-            failed.append(py.stem)  # keep going: later notebooks' runs are independent
-            print(f"   FAILED: {error.ename}: {error.evalue}", flush=True)
+                raise Interrupted(_interrupted(stem, scale, states)) from None
+            failed.append(stem)  # keep going: later notebooks' runs are independent
+            outcome = f"FAILED: {error.ename}: {error.evalue}; "
         except KeyboardInterrupt as error:  # a second Ctrl-C
-            raise Interrupted(_interrupted(py.stem, scale, progress.read_states(tracked))) from error
+            raise Interrupted(_interrupted(stem, scale, progress.read_states(tracked))) from error
+        log = report.write_log(dst, dst.with_suffix(".log"))
         report.export_html(dst, dst.with_suffix(".html"))
         seconds = time.perf_counter() - start
-        summary.record_minutes(scale, py.stem, seconds / 60)
-        print(f"   {seconds:.0f} s: {shown(dst)}", flush=True)
+        summary.record_minutes(scale, stem, seconds / 60 + training_minutes.get(stem, 0.0))
+        print(f"[{number}/{len(chosen)}] {stem}  {seconds / 60:.1f} min, "
+              f"{_runs_line(runs, stem, trained, training_minutes)}; {outcome}log: {shown(log)}", flush=True)
     path = summary.write_summary(scale)
-    print(f"summary: {shown(path)}")
-    print(f"report: {shown(report.write_report(scale))}")
+    print(f"summary: {shown(path)}; report: {shown(report.write_report(scale))}")
     if failed:
-        raise UserError(f"notebooks that failed (see their executed copies in {shown(out_dir)}): "
-                        f"{', '.join(failed)}")
+        raise UserError(f"notebooks that failed (see their logs in {shown(out_dir)}): {', '.join(failed)}")
+
+
+def _runs_line(runs: list[plan.Run], stem: str, trained: set[str], training_minutes: dict[str, float]) -> str:
+    """How many of the notebook's runs the plan trained now (counted for the first notebook that reads
+    them), and how many were reused."""
+    mine = [run for run in runs if stem in run.notebooks]
+    new = [run for run in mine if run.name in trained and run.notebooks[0] == stem]
+    if not new:
+        return f"{stats.plural(len(mine), 'run')} reused" if mine else "no runs of its own"
+    return (f"{stats.plural(len(new), 'run')} trained ({training_minutes[stem]:.1f} min), "
+            f"{len(mine) - len(new)} reused")
 
 
 def _execute_notebook(src: Path, dst: Path, params: dict) -> None:
@@ -152,7 +215,7 @@ def _execute_notebook(src: Path, dst: Path, params: dict) -> None:
 
     class Kernel(AsyncKernelManager):  # the kernel manager papermill makes, remembered to be interrupted
         def __init__(self, **kwargs):
-            super().__init__(**kwargs)
+            super().__init__(**{"transport": "ipc", **kwargs})  # local sockets: no TCP to warn about
             kernels.append(self)
 
     def interrupt(signum, frame):
@@ -164,24 +227,9 @@ def _execute_notebook(src: Path, dst: Path, params: dict) -> None:
     previous = signal.signal(signal.SIGINT, interrupt)
     try:
         papermill.execute_notebook(src, dst, parameters=params, cwd=cl.NOTEBOOKS, progress_bar=False,
-                                   log_output=True, kernel_name="python3", kernel_manager_class=Kernel)
+                                   log_output=False, kernel_name="python3", kernel_manager_class=Kernel)
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-@contextlib.contextmanager
-def _environment(**values):
-    """The environment variables ``values`` set for the body: a kernel started in it inherits them."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _interrupted(notebook: str, scale: str, states: list[dict]) -> str:
@@ -204,17 +252,35 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "prepare", "summary", "table", "report", "parameters",
-                                           "publish"],
-                        help="table: print the results as Markdown; parameters: print the --only notebook's "
-                             "parameters at --scale as YAML (for papermill -f); publish: the executed study "
-                             "into results/<scale>/ and the README's findings and results from it")
+    parser.add_argument("action", choices=["run", "plan", "train", "prepare", "summary", "table", "report",
+                                           "parameters", "publish"],
+                        help="run: train the plan, then execute the notebooks; plan: list every run; train: "
+                             "train the plan only; table: print the results as Markdown; parameters: print "
+                             "the --only notebook's parameters at --scale as YAML (for papermill -f); "
+                             "publish: the executed study into results/<scale>/ and the README's findings "
+                             "and results from it")
     parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--only", nargs="*", help="notebook names (default: all, in order)")
+    jobs = parser.add_argument_group("where run and train train the plan (cl.launch)")
+    jobs.add_argument("--launcher", default="local", choices=launch.LAUNCHERS,
+                      help="local: this machine's cores and GPUs (cl.pool); slurm: a job per run through "
+                           "submitit; submitit-local: the same jobs as processes here")
+    jobs.add_argument("--partition", help="the SLURM partition (--launcher slurm)")
+    jobs.add_argument("--gpus-per-run", type=int, default=1, help="GPUs of each job (default 1)")
+    jobs.add_argument("--cpus-per-run", type=int, default=8, help="cores of each job (default 8)")
+    jobs.add_argument("--time", type=int, default=240, help="minutes of each job before it is requeued "
+                                                              "(it resumes from its checkpoint; default 240)")
     args = parser.parse_args(argv)
+    where = dict(launcher=args.launcher)
+    if args.launcher != "local":
+        where.update(partition=args.partition, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                     minutes=args.time)
     if args.action == "run":
-        logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill streams cell output here
-        execute(args.scale, args.only)
+        execute(args.scale, args.only, **where)
+    elif args.action == "plan":
+        print(plan.table(plan.study_plan(args.scale, args.only)))
+    elif args.action == "train":
+        train_plan(args.scale, args.only, **where)
     elif args.action == "prepare":
         for p in prepare(args.scale):
             print(shown(p))

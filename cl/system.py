@@ -1,10 +1,12 @@
-"""What the study asks of the machine: Debian packages for data and WordNet, and glibc's memory.
+"""What the study asks of the machine: Debian packages for data and WordNet, glibc's memory, and
+environment variables set for a while (a kernel or process started meanwhile inherits them).
 
 Both are optional: without apt-get (or root) the set-up says what to install; without glibc
 training runs, only slower.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -46,3 +48,18 @@ def keep_freed_memory() -> bool:
         (m_mmap_threshold, 32 * 2**20),  # glibc's maximum: blocks below it come from the heap
         (m_trim_threshold, 2**31 - 1),  # never give the heap's top back
         (m_top_pad, 256 * 2**20)))
+
+
+@contextlib.contextmanager
+def environment(**values):
+    """The environment variables ``values`` set for the body: a kernel started in it inherits them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -406,18 +406,19 @@ def _interrupted(cfg: Config, run_dir: Path, saved: int) -> str:
 
 
 def run(config, run_dir, notebook: str | None = None, method: str | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, wait: bool = False) -> dict:
     """Train (or resume, or reuse) the run in ``run_dir``; returns its metrics.json content.
 
-    The run folder is locked while this process trains in it; ``progress=False`` shows no
-    progress (the line saying what trains is always shown).
+    The run folder is locked while this process trains in it (``wait``: while another process
+    trains it, wait, then reuse what it finished); ``progress=False`` shows no progress (the line
+    saying what trains is always shown).
     """
     cfg = config if isinstance(config, Config) else Config.from_dict(dict(config))
     cfg.validate()
     run_dir, method = Path(run_dir), method or cfg.loss
     done = folder.finished_run(cfg, run_dir)
     if done is None:
-        with folder.locked(run_dir):
+        with folder.locked(run_dir, wait):
             done = folder.finished_run(cfg, run_dir)  # finished by another process in the meantime
             if done is None:
                 return _train(cfg, run_dir, notebook, method, progress)
@@ -505,6 +506,8 @@ def _main(argv) -> int:
     parser.add_argument("--notebook", help="the notebook the run belongs to, for metrics.json")
     parser.add_argument("--threads", type=int, help="CPU threads for the run (default: torch's, one per "
                                                     "core); metrics.json records them")
+    parser.add_argument("--wait", action="store_true", help="while another process trains in the run "
+                                                            "folder, wait for it (else: fail at once)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -516,7 +519,7 @@ def _main(argv) -> int:
     try:
         cfg = load_config(args.config)
         result = run(cfg, args.run_dir or Path("runs") / "cli" / Path(args.config).stem,
-                     notebook=args.notebook, method=args.method)
+                     notebook=args.notebook, method=args.method, wait=args.wait)
         if is_main():
             print(json.dumps(result["final"], indent=1))
     finally:

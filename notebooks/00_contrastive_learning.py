@@ -37,7 +37,7 @@ base = {"epochs": 4}          # cl.config.Config overrides shared by this notebo
 seeds = [0, 1, 2]             # seeds of the collapse comparison (paired 95 % intervals)
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
-# %%
+# %% tags=["plan"]
 import pandas as pd
 import torch
 from IPython.display import display
@@ -152,7 +152,7 @@ notebook.show_source(losses.positives_only)
 # through training: its loss, the kNN top-1 on the backbone features, and the two geometry
 # numbers of §4 (lower is better for both).
 
-# %%
+# %% tags=["plan"]
 # `moco` is notebook 02's baseline (same name, same config): trained once, used by both
 results = study.run_conditions({"moco": {}, "positives_only": {"loss": "positives_only"}},
                                base, seeds, scale, this_notebook)

@@ -39,7 +39,7 @@ knn_target = 85.0              # the project's goal for the cpu-scale kNN top-1 
 baseline = {"epochs": 12}      # the longer schedule (3× base), every seed: notebook 02 reuses these runs
 seeds = [0, 1, 2]              # seeds of the checks and of the longer runs (paired 95 % intervals)
 
-# %%
+# %% tags=["plan"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
@@ -101,7 +101,7 @@ notebook.show_source(MoCo.enqueue)
 # architecture gives for free. The data sets first, exactly as the runs below see them
 # (`cl.train.datasets` applies the scale's subsets):
 
-# %%
+# %% tags=["plan"]
 cfg = Config.from_dict({**base, **baseline})
 train_set, test_set = train.datasets(cfg)  # as the run sees them
 classes = train_set.classes
@@ -123,7 +123,7 @@ notebook.show_source(controls.evaluate)
 # standard deviation over the seeds (at the cpu scale, which draws no subset, the raw pixels
 # vary only through the linear probe's seed):
 
-# %%
+# %% tags=["plan"]
 control_results = controls.ensure(base, seeds, scale, this_notebook)
 display(stats.formatted(stats.mean_std(control_results)))
 
@@ -150,7 +150,7 @@ print(f"{cfg.arch}, head {cfg.head} to {cfg.dim}-d, lr {cfg.lr} ({cfg.optimizer}
 # on the monitor bank, and the two geometry numbers of notebook 00, epoch by epoch, the mean
 # and its 95 % interval over the seeds.
 
-# %%
+# %% tags=["plan"]
 long_name = f"moco_{cfg.epochs}ep"
 long = study.run_conditions({long_name: {}}, {**base, **baseline}, seeds, scale, this_notebook)[long_name]
 keys = {"loss": "InfoNCE loss", "knn_top1": "kNN top-1 (monitor bank), %", "alignment": "alignment",
@@ -250,7 +250,7 @@ assert abs(accuracy - long[0]["final"]["knn_top1"]) < 0.5, "the same classifier 
 # selection and losses never tie at bf16's resolution. It is kept only if the accuracy holds:
 # the comparison schedule (`base`) with and without it, paired by seed.
 
-# %%
+# %% tags=["plan"]
 checks = study.run_conditions({"moco": {}, "moco_fp32": {"precision": "fp32"}}, base, seeds, scale,
                               this_notebook)
 precision = {m: stats.paired_difference(checks, "moco", "moco_fp32", m) for m in ("knn_top1", "linear_top1")}

@@ -71,7 +71,7 @@ drop_shares = [0.01, 0.05, 0.1, 0.25, 0.5]       # curve: remove the hardest f (
 random_shares = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.95]  # curve: a random share, the control of both
 check_claims = True           # assert the claims about trained models (off at the smoke scale)
 
-# %%
+# %% tags=["plan"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -171,7 +171,7 @@ for n in range(1, 4097, 7):
 #
 # The next cell writes these conditions as overrides of `base` and shows them, with the setting.
 
-# %%
+# %% tags=["plan"]
 pct = lambda f: f"{f * 100:g}pct"                              # a share in a run's name: 0.05 → 5pct
 keep = lambda mode, f: {"select": mode, "select_fraction": f}  # the overrides of one selection
 key = {"moco": {}, "hardest_5pct": keep("hardest", 0.05), "random_5pct": keep("random", 0.05),
@@ -202,7 +202,7 @@ notebook.show(stats.bullets({
 # only the easiest $1-f$ (written as "remove the hardest $f$"), and a random $f$, the control of
 # both. A curve point with the name of a key condition is that condition's seed-0 run.
 
-# %%
+# %% tags=["plan"]
 families = {"only the hardest": [(f, f"hardest_{pct(f)}", keep("hardest", f)) for f in keep_shares],
             "only the easiest (= remove the hardest)":
                 [(1 - f, f"drop_hardest_{pct(f)}", keep("drop_hardest", f)) for f in drop_shares],
@@ -233,7 +233,7 @@ curve = {name: overrides for points in families.values() for _, name, overrides 
 # **Every other comparison of the study is
 # exploratory**: its interval is that comparison's alone, and its sentence says so.
 
-# %%
+# %% tags=["plan"]
 family = primary.declared()
 display(primary.plan(family, len(primary_seeds)))
 
@@ -247,7 +247,7 @@ display(primary.plan(family, len(primary_seeds)))
 # the standard deviation over its seeds (kNN top-1 on the backbone's features, the linear
 # probe's top-1, and Wang & Isola's alignment and uniformity), the controls first.
 
-# %%
+# %% tags=["plan"]
 primary_conditions = {name: key[name] for name in family.conditions if name in key}
 grid = {f"{name}_{longer['epochs']}ep": key[name] for name in primary_conditions}
 other = {k: v for k, v in {**key, **by_temperature}.items() if k not in primary_conditions}

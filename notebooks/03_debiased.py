@@ -66,7 +66,7 @@ check_claims = True           # assert the claims about trained models (off at t
 # stops the notebook with one line naming its fix), seeds torch, and returns the notebook's
 # name, which each run trained here records.
 
-# %%
+# %% tags=["plan"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -129,7 +129,7 @@ assert sweep.is_monotonic_decreasing
 # first seed only: it claims nothing. `study.run_groups` trains whatever is not already finished
 # and returns each condition's records, one per seed; `controls.ensure` adds the controls.
 
-# %%
+# %% tags=["plan"]
 paper = {"simclr_paper": paper_setting,
          "debiased_paper": {**paper_setting, "loss": "debiased", "tau_plus": 0.1},
          f"debiased_paper_m{trained_positives}": {**paper_setting, "loss": "debiased", "tau_plus": 0.1,

@@ -61,7 +61,7 @@ paper_setting = {"source": "batch", "t": 0.5, "optimizer": "adam", "lr": 0.001, 
 # stops the notebook with one line naming its fix), seeds torch, and returns the notebook's
 # name, which each run trained here records.
 
-# %%
+# %% tags=["plan"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -129,7 +129,7 @@ assert torch.allclose(losses.hard(pos, neg, 0.1, 0.1, 0.0), losses.debiased(pos,
 # finished and returns each condition's records, one per seed. A condition's name says its
 # setting: the suffix `_paper` marks the paper's setting, no suffix the queue.
 
-# %%
+# %% tags=["plan"]
 paper = {"simclr_paper": paper_setting,
          "debiased_paper": {**paper_setting, "loss": "debiased", "tau_plus": 0.1},
          **{f"hard_beta{b:g}_paper": {**paper_setting, "loss": "hard", "tau_plus": 0.1, "beta": b}

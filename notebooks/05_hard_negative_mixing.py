@@ -62,7 +62,7 @@ variants = {                  # one seed each, exploratory: the paper's ratios w
     "mochi_paper_sp_only": {"mochi_n": 256, "mochi_s": 0, "mochi_s_prime": 64, "mochi_warmup": 0.2},
 }
 
-# %%
+# %% tags=["plan"]
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -181,7 +181,7 @@ assert torch.allclose(closed_form, cl.mochi.logits(q, syn), atol=1e-5)  # same d
 # over its seeds: kNN and linear-probe top-1 on the test set (%), the alignment distance and
 # uniformity loss of Wang & Isola (2020), both lower-is-better.
 
-# %%
+# %% tags=["plan"]
 results = study.run_groups([({"moco": {}, "mochi_paper": mochi, "mochi_large": mochi_large}, base, seeds),
                             (variants, base, seeds[:1])], scale, this_notebook)
 results.update(controls.ensure(base, seeds, scale, this_notebook))

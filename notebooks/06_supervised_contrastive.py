@@ -47,7 +47,7 @@ scale = "cpu"                 # smoke | cpu | gpu
 base = {"epochs": 4}          # the comparison schedule shared by notebooks 02–06
 seeds = [0, 1, 2]             # seeds of the key comparisons (mean ± std)
 
-# %%
+# %% tags=["plan"]
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -97,7 +97,7 @@ print(f"SupCon with distinct labels {losses.supcon(z, distinct, 0.1):.4f} = NT-X
 # the raw pixels) stand beside them. The table gives each condition's final metrics, the mean ±
 # the standard deviation over its seeds.
 
-# %%
+# %% tags=["plan"]
 conditions = {"moco": {}, "supcon": {"loss": "supcon", "source": "batch"}, "simclr": {"source": "batch"},
               "drop_same_class": {"select": "drop_same_class"}}
 results = study.run_conditions(conditions, base, seeds, scale, this_notebook)

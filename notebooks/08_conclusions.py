@@ -56,7 +56,7 @@ check_claims = True           # assert the claims (off at the smoke scale)
 # naming it and its fix) and seeds torch. `plain` is the config of the comparison condition,
 # plain MoCo v2 on the queue: the yardstick of every section below.
 
-# %%
+# %% tags=["plan"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -112,7 +112,7 @@ notebook.show_source(steps.siamese_step)
 # top-1 (%), alignment and uniformity (both lower is better) as the mean ± the standard
 # deviation over its seeds.
 
-# %%
+# %% tags=["plan"]
 results = study.run_groups([({"moco": {}, **positives, "positives_only_bn": control}, base, seeds)],
                            scale, this_notebook)
 results.update(controls.ensure(base, seeds, scale, this_notebook))
@@ -182,7 +182,7 @@ display(stats.differences(results, [(name, "moco") for name in [*positives, "pos
 # kNN bank and the linear probe's training set are the training images of the evaluated
 # classes (`cl.train.Trainer.bank_set`), the test images of those classes the test set.
 
-# %%
+# %% tags=["plan"]
 transfer_base = {**base, **transfer, "epochs": 2 * epochs}
 transfer_schedule = f"{2 * epochs} epochs on classes {transfer['train_classes']} (the same steps)"
 transfer_conditions = {"transfer59_moco": {},
@@ -198,7 +198,7 @@ display(stats.formatted(stats.mean_std(moved)))
 # initialisation and no step taken, evaluated exactly as the trained runs are, on the unseen
 # classes). Their kNN and linear top-1 (%), the mean ± the standard deviation over the seeds:
 
-# %%
+# %% tags=["plan"]
 bars = controls.ensure(transfer_base, seeds, scale, this_notebook, suffix="_transfer")
 display(stats.formatted(stats.mean_std(bars)))
 moved.update(bars)
@@ -256,7 +256,7 @@ notebook.show(f"**{transfer_schedule}:** " + stats.clearing(
 # First, how many keys "the hardest 5 %" keeps of the plain queue and of the larger bank
 # (`cl.negatives.kept_count`), and the designs grouped by whether they choose by difficulty:
 
-# %%
+# %% tags=["plan"]
 kept = {k: negatives.kept_count(k, "hardest", 0.05) for k in (plain.queue, larger_bank["queue"])}
 print(f"the hardest 5 %: {kept[plain.queue]} of {plain.queue} keys, "
       f"{kept[larger_bank['queue']]} of {larger_bank['queue']}")
@@ -300,7 +300,7 @@ notebook.show(f"**What a step's negatives cost** ({blocks}): {share}")
 # queue, and the larger bank against the plain queue and against the hardest 5 % of the plain
 # queue.
 
-# %%
+# %% tags=["plan"]
 leveraged = study.run_groups([({"moco": {}, **designs}, base, seeds)], scale, this_notebook)
 display(stats.formatted(stats.mean_std(leveraged)))
 display(stats.differences(leveraged, [

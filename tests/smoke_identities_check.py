@@ -56,3 +56,4 @@ def test_the_smoke_study_computed_the_controls_and_its_summary_marks_them():
     assert set(marked.values()) == {"untrained", "pixels", "pixels_centred"}
     assert set(marked) == {name for name in PINNED if name.startswith("control_")}
     assert all(rows[name]["epochs"] == 0 and rows[name]["knn_top1"] > 0 for name in marked)
+

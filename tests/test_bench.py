@@ -38,3 +38,16 @@ def test_a_block_of_a_refill_period_counts_periodic_work_once_a_round(clock):
     block = bench.step_costs(FakeTrainer(clock, 1.0), {"refill": refill()}, rounds=5, steps=4)
     refill_cost = block["refill"]  # (4 × 1 + 4) / 4: the amortised cost, every round
     assert (refill_cost.mean, refill_cost.low, refill_cost.high) == (2.0, 2.0, 2.0)
+
+
+def test_the_pool_is_timed_at_every_width_up_to_the_cores():
+    assert bench.pool_widths(1) == [1] and bench.pool_widths(2) == [1, 2]
+    assert bench.pool_widths(16) == [1, 2, 4, 8, 16] and bench.pool_widths(6) == [1, 2, 4, 6]
+
+
+def test_the_pool_s_throughput_is_measured_on_real_runs(capsys):
+    tiny = dict(train_subset=256, test_subset=64, width=4, hidden=16, dim=8, queue=128, batch_size=64,
+                epochs=1, monitor_bank=64, linear_epochs=2, device="cpu", probe=0)
+    rates = bench.pool_runs_per_hour([1, 2], tiny)
+    assert set(rates) == {1, 2} and all(rate > 0 for rate in rates.values())
+    assert capsys.readouterr().out.count("one-epoch runs per hour") == 2

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 import cl
 from cl import cli, config, pool, progress, study
@@ -68,7 +69,7 @@ def test_one_worker_trains_in_this_process(runs, monkeypatch, capsys):
 
 
 def test_a_lone_last_run_trains_with_the_threads_of_its_pooled_siblings(runs, monkeypatch):
-    monkeypatch.setattr(pool.os, "cpu_count", lambda: 8)  # 2 workers: 4 threads each, not the 8 cores
+    monkeypatch.setattr(pool, "cores", lambda: 8)  # 2 workers: 4 threads each, not the 8 cores
     study.run_conditions({"a": {}}, TINY, [0, 1], "s", "nb")
     (runs / "s" / "a_s1" / "metrics.json").unlink()  # the one run left to train
     [record] = study.run_conditions({"a": {}}, TINY, [1], "s", "nb")["a"]
@@ -121,3 +122,79 @@ def test_the_terminal_draws_one_bar_per_run_training_side_by_side(tmp_path):
                 {"run": name, "step": 3, "total": 10, "epochs": 2, "epoch": 1, "saved": 0, "loss": 1.0}))
     assert "a_s0" in terminal.getvalue() and "b_s0" in terminal.getvalue()
     assert [s["run"] for s in progress.read_states(tracked)] == ["a_s0", "b_s0"]
+
+
+@pytest.mark.parametrize("affinity, quota, expected", [(2, None, (2, 1)), (8, None, (8, 1)),
+                                                       (16, None, (16, 1)), (16, 4.0, (4, 1)),
+                                                       (16, 2.5, (3, 1))])
+def test_a_cpu_trains_a_run_per_core_it_may_use(affinity, quota, expected, monkeypatch, tmp_path):
+    """The cores are the process's affinity capped by the cgroup's quota, not the machine's count."""
+    monkeypatch.setattr(cl, "RUNS", tmp_path)  # no bench.json
+    monkeypatch.delenv(pool.ENV, raising=False)
+    monkeypatch.setattr(pool.os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(pool, "cgroup_cpus", lambda: quota)
+    where = pool.placement(config.Config(device="cpu"))
+    assert (where.width, where.threads, where.gpus) == (*expected, [])
+
+
+def test_the_width_make_bench_measured_best_on_this_many_cores_is_used(monkeypatch, tmp_path):
+    monkeypatch.setattr(cl, "RUNS", tmp_path)
+    monkeypatch.delenv(pool.ENV, raising=False)
+    monkeypatch.setattr(pool, "cores", lambda: 16)
+    measured = {"cores": 16, "pool_runs_per_hour_by_width": {"1": 10.0, "2": 19.0, "4": 36.0, "8": 60.0,
+                                                             "16": 55.0}}
+    (tmp_path / "bench.json").write_text(json.dumps(measured))
+    where = pool.placement(config.Config(device="cpu"))
+    assert (where.width, where.threads) == (8, 2)
+    (tmp_path / "bench.json").write_text(json.dumps({**measured, "cores": 2}))  # another machine's
+    assert pool.placement(config.Config(device="cpu")).width == 16
+
+
+V1 = "cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"
+
+
+@pytest.mark.parametrize("files, expected", [({"cpu.max": "max 100000\n"}, None),
+                                             ({"cpu.max": "400000 100000\n"}, 4.0),
+                                             (dict(zip(V1, ["-1\n", "100000"])), None),
+                                             (dict(zip(V1, ["150000", "100000"])), 1.5),
+                                             ({}, None)])
+def test_the_cgroup_quota_is_read_from_v2_or_v1(files, expected, tmp_path):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert pool.cgroup_cpus(tmp_path) == expected
+
+
+@pytest.mark.parametrize("arch, device, expected", [("small_cnn", "auto", (16, [0, 1, 2, 3])),
+                                                    ("resnet18", "cuda", (4, [0, 1, 2, 3])),
+                                                    ("small_cnn", "cuda:1", (1, []))])
+def test_runs_go_to_every_visible_gpu(arch, device, expected, monkeypatch):
+    """One ResNet-18 run per GPU, several small-CNN runs per GPU; a GPU named by number trains alone."""
+    monkeypatch.delenv(pool.ENV, raising=False)
+    monkeypatch.setattr(pool.torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(pool.train, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(pool, "cores", lambda: 16)
+    cfg = config.Config.__new__(config.Config)  # its validation would look for the GPUs
+    cfg.__dict__.update(config.Config().__dict__, arch=arch, device=device)
+    where = pool.placement(cfg)
+    assert (where.width, where.gpus) == expected and where.threads == 16 // expected[0]
+
+
+def test_each_slot_of_the_pool_sees_only_its_gpu(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(pool.subprocess, "Popen", lambda cmd, **kw: seen.append(kw["env"]) or FakeProcess())
+    cfg = config.Config(**{k: v for k, v in TINY.items()})
+    jobs = [(i, cfg, tmp_path / f"r{i}", "m", None) for i in range(3)]
+    pool._in_processes(jobs, 3, 1, relay=False, gpus=[0, 1])
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in seen] == ["0", "1", "0"]
+
+
+class FakeProcess:
+    """A training process that has ended well at once."""
+
+    returncode = 0
+    stderr = iter(())
+
+    def wait(self, timeout=None):
+        return 0

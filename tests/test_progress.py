@@ -36,22 +36,25 @@ def test_the_terminal_bar_follows_the_progress_file(tmp_path):
     assert "moco_s0:  38%" in shown and "6/16" in shown and "epoch=1/2, loss=5.250" in shown
 
 
-def test_an_executed_notebook_keeps_a_line_per_epoch_not_a_line_per_step(tmp_path, monkeypatch):
-    """What `make run` records: the notebook and its HTML hold the run's two lines, no progress bar."""
+def test_make_run_trains_the_plan_quietly_keeping_each_run_s_lines_in_its_log(tmp_path, monkeypatch, capsys):
+    """What `make run` shows and records: the plan's runs train first, their start and epoch lines going to
+    a log per run (no progress bar), the terminal gets a few lines, and the executed notebook reuses every
+    run and keeps its own output in a log beside it."""
     monkeypatch.setenv("NEGATIVES_RUNS", str(tmp_path))
     monkeypatch.setattr(cl, "RUNS", tmp_path)
     study.execute("smoke", ["01_moco_v2"])
-    executed = tmp_path / "smoke" / "notebooks" / "01_moco_v2.ipynb"
-    streams = ["".join(o.text) for c in nbformat.read(executed, as_version=4).cells
-               for o in c.get("outputs", []) if o.output_type == "stream"]
-    lines = "".join(streams).splitlines()
+    terminal = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(terminal) <= 5 and terminal[-2].startswith("[1/1] 01_moco_v2 ")
+    assert "plan: 6 runs, 6 to train or evaluate" in terminal[1] and "6 runs trained" in terminal[-2]
     run_dir = tmp_path / "smoke" / "moco_3ep_s0"
-    start = lines.index(f"moco_3ep_s0: new run: moco_3ep on fashion_mnist (1,024 training images), 3 epochs, "
-                        f"in {run_dir}")
-    assert lines[start + 1].startswith("moco_3ep_s0 epoch 1/3: loss ")
-    # three runs (the longer baseline of 3 epochs, and the bf16 and float32 checks of 2 epochs): a
-    # start line and a line per epoch each, a line per control, plus a printed setting; a bar would
-    # leave hundreds of lines
-    assert len(lines) <= 16 and sum(len(line) for line in lines) < 2500
+    log = (tmp_path / "smoke" / "logs" / "moco_3ep_s0.log").read_text().splitlines()
+    assert log[0] == (f"moco_3ep_s0: new run: moco_3ep on fashion_mnist (1,024 training images), 3 epochs, "
+                      f"in {run_dir}")
+    assert [line.split(":")[0] for line in log[1:]] == [f"moco_3ep_s0 epoch {e}/3" for e in (1, 2, 3)]
+    executed = tmp_path / "smoke" / "notebooks" / "01_moco_v2.ipynb"
+    streams = "".join("".join(o.text) for c in nbformat.read(executed, as_version=4).cells
+                      for o in c.get("outputs", []) if o.output_type == "stream")
+    assert "moco_3ep_s0: reusing the finished run" in streams and "new run" not in streams
     html = executed.with_suffix(".html").read_text()
-    assert "it/s" not in html and "%|" not in html and "moco_3ep_s0 epoch 1/3: loss" in html
+    assert "it/s" not in html and "%|" not in html
+    assert "reusing the finished run" in executed.with_suffix(".log").read_text()

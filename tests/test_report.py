@@ -167,3 +167,33 @@ def test_a_missing_mathjax_package_names_the_fix(runs, monkeypatch):
     monkeypatch.setattr(report.importlib.metadata, "version", lambda name: "1.0")
     with pytest.raises(UserError, match="run `make setup`"):
         report.install_mathjax()
+
+
+def test_each_figure_of_a_notebook_s_html_has_the_sentence_before_it_as_alt_text(tmp_path, caplog):
+    nb = new_notebook(cells=[
+        new_markdown_cell("## 2 · Curves\nThe loss falls over training. Then it flattens."),
+        new_code_cell("plot()", outputs=[new_output("display_data", data={"image/png": png(1)}),
+                                         new_output("display_data", data={"image/png": png(2)})]),
+        new_markdown_cell("The alignment–uniformity plane: each run a point."),
+        new_code_cell("plane()", outputs=[new_output("display_data", data={"image/png": png(3)})])])
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    page = report.export_html(tmp_path / "n.ipynb", tmp_path / "n.html").read_text()
+    first = "Figure: 2 · Curves The loss falls over training."
+    assert [alt.split('"')[0] for alt in page.split('alt="')[1:]] == [
+        first, first, "Figure: The alignment–uniformity plane: each run a point."]
+    assert report.NBCONVERT_ALT not in page and "Alternative text" not in caplog.text
+
+
+def test_a_notebook_s_log_holds_what_its_cells_printed_and_its_error(tmp_path):
+    nb = new_notebook(cells=[
+        new_code_cell("x", outputs=[new_output("stream", name="stdout", text="moco_s0: reusing\n")]),
+        new_code_cell("show()", outputs=[new_output("display_data", data={"text/markdown": "**MoCo** wins",
+                                                                          "text/plain": "<Markdown>"}),
+                                         new_output("display_data", data={"image/png": png(1)})]),
+        new_code_cell("quiet = 1"),
+        new_code_cell("fail()", outputs=[new_output("error", ename="UserError", evalue="bad t",
+                                                    traceback=["\x1b[0;31mUserError\x1b[0m: bad t"])])])
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    log = report.write_log(tmp_path / "n.ipynb", tmp_path / "n.log").read_text().splitlines()
+    assert log == ["--- code cell 1", "moco_s0: reusing", "--- code cell 2", "**MoCo** wins", "[figure]",
+                   "--- code cell 4", "UserError: bad t", "UserError: bad t"]
