@@ -51,8 +51,9 @@ run: setup
 notebooks: editable
 	$(PY) -m jupytext --sync notebooks/*.py
 
+# as root (most containers) JupyterLab wants --allow-root
 lab: setup notebooks
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # The plan's runs train first; then nbval executes the notebooks, which reuse them. The second pytest
 # checks runs/smoke after that: every run's name and identity as pinned, and that no notebook trained

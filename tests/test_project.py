@@ -1,5 +1,6 @@
 """Promises of the project's layout: pins, pairing, parameters for every notebook and scale."""
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import yaml
 from cl import parameters
 
 ROOT = Path(__file__).resolve().parents[1]
+MAKEFILE = (ROOT / "Makefile").read_text()
 
 
 def pins(lines):
@@ -50,6 +52,28 @@ def test_jupytext_pairs_ipynb_with_percent_scripts():
     text = (ROOT / "jupytext.toml").read_text()
     assert 'formats = "ipynb,py:percent"' in text
     assert "*.ipynb" in (ROOT / ".gitignore").read_text()
+
+
+def test_make_notebooks_leaves_the_committed_scripts_as_they_are(tmp_path):
+    """`make notebooks` (jupytext --sync) writes the .ipynb of each script; the scripts' headers are
+    committed as jupytext writes them, so git stays clean."""
+    shutil.copy(ROOT / "jupytext.toml", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    scripts = sorted((ROOT / "notebooks").glob("*.py"))
+    for py in scripts:
+        shutil.copy(py, tmp_path / "notebooks")
+    copies = sorted((tmp_path / "notebooks").glob("*.py"))
+    done = subprocess.run([sys.executable, "-m", "jupytext", "--sync", *copies], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    changed = [py.name for py in scripts if (tmp_path / "notebooks" / py.name).read_text() != py.read_text()]
+    assert not changed and len(list((tmp_path / "notebooks").glob("*.ipynb"))) == len(scripts)
+
+
+def test_make_lab_starts_jupyterlab_as_root_too():
+    """Containers run as root, where JupyterLab refuses to start without --allow-root."""
+    lab = MAKEFILE.split("\nlab:")[1].split("\n\n")[0]
+    assert "--allow-root" in lab and "id -u" in lab
 
 
 def test_ci_calls_the_readme_test_command():
