@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -57,6 +58,18 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(rf"^{EXPONEN
 def load_yaml(text: str):
     """YAML as the project reads it: safe (no object tags), and 5e-4 is a number."""
     return yaml.load(text, Loader=_Loader)
+
+
+def load_yaml_file(path) -> object:
+    """A YAML file read as :func:`load_yaml` does; one that is not valid YAML is a UserError naming the
+    file and the line (an unreadable file: an OSError naming it)."""
+    try:
+        return load_yaml(Path(path).read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or one_line(error)
+        raise UserError(f"{where}: not valid YAML ({problem}): fix it") from None
 
 
 def one_line(error: BaseException) -> str:

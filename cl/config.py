@@ -324,7 +324,7 @@ def load_config(path) -> Config:
     if not path.is_file():
         raise ConfigError(f"no config file {path}: give the path of a YAML file of cl.config.Config's "
                           f"parameters")
-    d = cli.load_yaml(path.read_text())
+    d = cli.load_yaml_file(path)
     if d is None:
         raise ConfigError(f"{path} is empty: write the parameters to change, or {{}} for the defaults "
                           f"(the full cpu-scale run: all training images, {Config.epochs} epochs)")

@@ -33,19 +33,28 @@ def notebooks() -> list[Path]:
 class ParameterError(UserError, ValueError):
     """A notebook parameter that cannot run; the message names it and the fix."""
 
-def parameters(scale: str, notebook: str) -> dict:
+def parameters(scale: str, notebook: str, given: dict | None = None) -> dict:
     """The papermill parameters of a notebook at a scale: those of the scale's shared
     ``params/<scale>/base.yaml`` that the notebook declares, then its own
-    ``params/<scale>/<notebook>.yaml`` (only what differs; it may be absent)."""
+    ``params/<scale>/<notebook>.yaml`` (only what differs; it may be absent), then ``given`` (the
+    command line's ``-f``/``-y``, each parameter whole, as papermill replaces it)."""
     if scale not in SCALES:
         raise ParameterError(f"unknown scale {scale!r}: use one of {SCALES}")
     shared_path, own_path = cl.PARAMS / scale / "base.yaml", cl.PARAMS / scale / f"{notebook}.yaml"
     if not shared_path.exists():
         raise FileNotFoundError(f"no shared parameters for scale {scale}: write {shown(shared_path)}")
     declared = declared_parameters(cl.NOTEBOOKS / f"{notebook}.py")
-    shared = {k: v for k, v in (cli.load_yaml(shared_path.read_text()) or {}).items() if k in declared}
-    own = cli.load_yaml(own_path.read_text()) or {} if own_path.exists() else {}
-    return {**shared, **own}
+    shared = {k: v for k, v in mapping(shared_path).items() if k in declared}
+    return {**shared, **mapping(own_path), **(given or {})}
+
+
+def mapping(path: Path) -> dict:
+    """A parameter file's parameters by name; ``{}`` when it is absent or empty."""
+    given = cli.load_yaml_file(path) if path.exists() else {}
+    if not isinstance(given or {}, dict):
+        raise ParameterError(f"{shown(path)} holds a {type(given).__name__}, not parameters by name "
+                             f"(name: value, one a line)")
+    return given or {}
 
 
 def declared_parameters(py: Path) -> list[str]:
@@ -75,34 +84,39 @@ def check_parameters(**parameters) -> None:
     _check_values(parameters)
 
 
-def check_notebook_parameters(scale: str, only: list[str] | None = None) -> None:
-    """Check the parameter files of a scale (params/<scale>/) against the notebooks, before any runs."""
+def check_notebook_parameters(scale: str, only: list[str] | None = None, given: dict | None = None) -> None:
+    """Check the parameter files of a scale (params/<scale>/), and ``given`` (the command line's), against
+    the notebooks, before any runs."""
     shared_path = cl.PARAMS / scale / "base.yaml"
-    shared = cli.load_yaml(shared_path.read_text()) or {} if shared_path.exists() else {}
+    shared = mapping(shared_path)
     anywhere = {name for py in notebooks() for name in declared_parameters(py)}
     for name in shared:
         if name not in anywhere:
-            raise ParameterError(f"{shown(cl.PARAMS / scale)}/base.yaml: {name} is a parameter of no "
-                                 f"notebook "
+            raise ParameterError(f"{shown(shared_path)}: {name} is a parameter of no notebook "
                                  f"(theirs: {', '.join(sorted(anywhere))})")
     for py in notebooks():
         if only and py.stem not in only:
             continue
-        given, declared = parameters(scale, py.stem), declared_parameters(py)
-        unknown = sorted(set(given) - set(declared))
+        own_path = cl.PARAMS / scale / f"{py.stem}.yaml"
+        merged, declared, own = parameters(scale, py.stem, given), declared_parameters(py), mapping(own_path)
+        unknown = sorted(set(merged) - set(declared))
         try:
             if unknown:
                 raise ParameterError(_unknown(unknown, declared))
-            _check_values(given)
-        except ParameterError as error:
-            where = f"{shown(cl.PARAMS / scale / py.stem)}.yaml (with {scale}/base.yaml)"
-            raise ParameterError(f"{where}: {error}") from None
+            _check_values(merged)
+        except ParameterError as error:  # blamed on the file that gave the parameter (base: either)
+            name = error.args[0].removeprefix("parameter ").split(":")[0] if not unknown else unknown[0]
+            where = ("the parameters given (-f, -y)" if name in (given or {}) else
+                     f"{shown(own_path)} (with {shown(shared_path)})" if name == "base" and own else
+                     shown(own_path) if name in own else shown(shared_path))
+            raise ParameterError(f"{where}, for {py.stem}: {error}") from None
 
 
 def _unknown(names: list[str], declared: list[str]) -> str:
     return (f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not a parameter of the notebook "
-            f"(its parameters: {', '.join(declared)}); cl.config.Config keys go in base, e.g. "
-            f"papermill -y 'base: {{epochs: 3}}'")
+            f"(its parameters: {', '.join(declared)}); cl.config.Config keys go in base: write the "
+            f"notebook's parameters at its scale (python -m cl.study parameters --scale SCALE --only "
+            f"NOTEBOOK > p.yaml), change the key in p.yaml's base, and pass -f p.yaml")
 
 
 def _history() -> list[str]:

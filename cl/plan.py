@@ -26,7 +26,7 @@ import cl
 from cl import system
 from cl.cli import UserError
 from cl.config import Config
-from cl.parameters import NOTEBOOK_ENV, notebooks, parameters
+from cl.parameters import NOTEBOOK_ENV, check_notebook_parameters, notebooks, parameters
 from cl.run_folder import config_diff, finished_run
 
 TAG = "plan"
@@ -80,7 +80,7 @@ def up_to_last_run_call(source: str, where: str):
     return compile(ast.Module(body[:calls[-1] + 1] if calls else body, type_ignores=[]), where, "exec")
 
 
-def notebook_runs(scale: str, stem: str) -> list[Run]:
+def notebook_runs(scale: str, stem: str, given: dict | None = None) -> list[Run]:
     """The runs of notebook ``stem`` at ``scale``: its parameters cell, the scale's parameters, then
     its plan cells, executed with the run calls recording (their output is not shown)."""
     cells = [cell for cell in jupytext.read(cl.NOTEBOOKS / f"{stem}.py").cells if cell.cell_type == "code"]
@@ -91,20 +91,22 @@ def notebook_runs(scale: str, stem: str) -> list[Run]:
             tags = cell.metadata.get("tags", [])
             if "parameters" in tags:
                 exec(compile(cell.source, f"{stem}.py, code cell {number}", "exec"), namespace)
-                namespace.update(parameters(scale, stem))
+                namespace.update(parameters(scale, stem, given))
             elif TAG in tags:
                 exec(up_to_last_run_call(cell.source, f"{stem}.py, code cell {number}"), namespace)
     return list(runs)
 
 
-def study_plan(scale: str, only: list[str] | None = None) -> list[Run]:
-    """Every run of the study's notebooks (or of ``only``) at ``scale``, once each, in the order the
-    notebooks first use them; a run name with two configs is an error."""
+def study_plan(scale: str, only: list[str] | None = None, given: dict | None = None) -> list[Run]:
+    """Every run of the study's notebooks (or of ``only``) at ``scale`` (with the parameters ``given``),
+    once each, in the order the notebooks first use them; a run name with two configs is an error.
+    Every parameter is checked first (:func:`cl.parameters.check_notebook_parameters`)."""
+    check_notebook_parameters(scale, only, given)
     merged: dict[str, Run] = {}
     for py in notebooks():
         if only and py.stem not in only:
             continue
-        for run in notebook_runs(scale, py.stem):
+        for run in notebook_runs(scale, py.stem, given):
             known = merged.setdefault(run.name, run)
             if known.config.identity() != run.config.identity():
                 raise UserError(f"the run folder name {run.name} is given two configs, in "

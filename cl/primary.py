@@ -80,7 +80,7 @@ def declared(path: Path | None = None) -> Family:
     path = Path(path or cl.PARAMS / FILE)
     if not path.is_file():
         raise ContrastError(f"no file of primary contrasts at {path}")
-    raw = cli.load_yaml(path.read_text()) or {}
+    raw = cli.load_yaml_file(path) or {}
     problem = lambda why: ContrastError(f"{path}: {why}")
     items = raw.get("contrasts")
     if not isinstance(items, dict) or not 1 <= len(items) <= 5:

@@ -127,7 +127,13 @@ class RunLock:
     def __init__(self, run_dir: Path):
         self.run_dir, self.path = Path(run_dir), Path(run_dir) / self.NAME
         self.made_dir = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644))
+        except OSError as error:
+            raise UserError(f"the run folder {self.run_dir} cannot be made or written "
+                            f"({error.strerror or error}): give a folder you may write (--run-dir, or "
+                            f"NEGATIVES_RUNS for runs/)") from None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

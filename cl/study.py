@@ -37,10 +37,12 @@ from cl.parameters import (
     NOTEBOOK_ENV,
     SCALES,
     ParameterError,
-    check_notebook_parameters,
     notebooks,
     parameters,
     shown,
+)
+from cl.parameters import (
+    mapping as parameters_mapping,
 )
 from cl.run_folder import finished_run
 
@@ -103,7 +105,8 @@ def prepare(scale: str) -> list[Path]:
     return written
 
 
-def train_plan(scale: str, only: list[str] | None = None, launcher: str = "local", **slurm
+def train_plan(scale: str, only: list[str] | None = None, given: dict | None = None, launcher: str = "local",
+               **slurm
                ) -> tuple[list[plan.Run], set[str], dict[str, float]]:
     """Train (or reuse) every run of the plan (:mod:`cl.plan`) of the notebooks ``only`` (default: all):
     here, side by side (:mod:`cl.pool`, a live bar per run in training), the controls after them; or
@@ -113,7 +116,7 @@ def train_plan(scale: str, only: list[str] | None = None, launcher: str = "local
     Returns the plan, the names of the runs trained (or evaluated) now and, by notebook, the
     wall-clock minutes they took (the whole time shared in proportion to each run's own training
     time; a run counts for the first notebook that reads it)."""
-    runs = plan.study_plan(scale, only)
+    runs = plan.study_plan(scale, only, given)
     todo = [run for run in runs if finished_run(run.config, run.run_dir) is None]
     print(f"plan: {stats.plural(len(runs), 'run')}, {len(todo)} to train or evaluate, "
           f"{len(runs) - len(todo)} finished", flush=True)
@@ -150,7 +153,7 @@ def _train_here(todo: list[plan.Run], tracked: Path) -> list[dict]:
             for run in todo]
 
 
-def execute(scale: str, only: list[str] | None = None, **where) -> None:
+def execute(scale: str, only: list[str] | None = None, given: dict | None = None, **where) -> None:
     """Train the plan (``where``: how, :func:`train_plan`), then execute the notebooks in order with
     papermill (they reuse every run), export each to HTML, write the summary and report.
 
@@ -161,13 +164,12 @@ def execute(scale: str, only: list[str] | None = None, **where) -> None:
     if unknown:
         raise ParameterError(f"no notebook {', '.join(unknown)}: use names of "
                              f"{', '.join(py.stem for py in notebooks())}")
-    check_notebook_parameters(scale, only)
     out_dir = cl.RUNS / scale / "notebooks"
     tracked = out_dir / ".progress.json"
     failed = []
     chosen = [py.stem for py in notebooks() if not only or py.stem in only]
     print(summary.expected_total(scale, chosen), flush=True)
-    runs, trained, training_minutes = train_plan(scale, only, **where)
+    runs, trained, training_minutes = train_plan(scale, only, given, **where)
     for number, stem in enumerate(chosen, 1):
         start = time.perf_counter()
         src = _ipynb(cl.NOTEBOOKS / f"{stem}.py", out_dir / "source" / f"{stem}.ipynb")
@@ -176,7 +178,7 @@ def execute(scale: str, only: list[str] | None = None, **where) -> None:
         try:
             kernel_env = {progress.ENV: str(tracked), NOTEBOOK_ENV: stem}
             with system.environment(**kernel_env), progress.watch(tracked):
-                _execute_notebook(src, dst, parameters(scale, stem))
+                _execute_notebook(src, dst, parameters(scale, stem, given))
         except papermill.PapermillExecutionError as error:
             if error.ename in ("Interrupted", "KeyboardInterrupt"):
                 states = progress.read_states(tracked) if error.ename == "Interrupted" else []
@@ -244,6 +246,20 @@ def _interrupted(notebook: str, scale: str, states: list[dict]) -> str:
     return f"{notebook} stopped; {again} resumes {' and '.join(where)}, reusing finished runs"
 
 
+def _given(args) -> dict | None:
+    """The parameters of ``-f`` and ``-y``, which apply to the one notebook of ``--only``."""
+    if not args.parameters_file and not args.parameters_yaml:
+        return None
+    if not args.only or len(args.only) != 1:
+        raise ParameterError("-f and -y give one notebook's parameters: name it with --only NAME")
+    from_file = parameters_mapping(Path(args.parameters_file)) if args.parameters_file else {}
+    text = cli.load_yaml(args.parameters_yaml or "{}")
+    if not isinstance(text, dict):
+        raise ParameterError(f"-y {args.parameters_yaml!r} is not parameters by name: use e.g. "
+                             f"-y 'seeds: [0]'")
+    return {**from_file, **text}
+
+
 def main(argv=None) -> int:
     """``python -m cl.study run | prepare | summary | table | report | parameters | publish``; an expected
     failure is one line, exit status 1."""
@@ -270,17 +286,23 @@ def _main(argv) -> int:
     jobs.add_argument("--cpus-per-run", type=int, default=8, help="cores of each job (default 8)")
     jobs.add_argument("--time", type=int, default=240, help="minutes of each job before it is requeued "
                                                               "(it resumes from its checkpoint; default 240)")
+    parser.add_argument("-f", "--parameters-file",
+                        help="a YAML file of one notebook's parameters (with --only NAME), as papermill -f: "
+                             "each replaces the scale's whole")
+    parser.add_argument("-y", "--parameters-yaml",
+                        help="the same, as YAML text (after -f), e.g. 'seeds: [0]'")
     args = parser.parse_args(argv)
+    given = _given(args)
     where = dict(launcher=args.launcher)
     if args.launcher != "local":
         where.update(partition=args.partition, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                      minutes=args.time)
     if args.action == "run":
-        execute(args.scale, args.only, **where)
+        execute(args.scale, args.only, given, **where)
     elif args.action == "plan":
-        print(plan.table(plan.study_plan(args.scale, args.only)))
+        print(plan.table(plan.study_plan(args.scale, args.only, given)))
     elif args.action == "train":
-        train_plan(args.scale, args.only, **where)
+        train_plan(args.scale, args.only, given, **where)
     elif args.action == "prepare":
         for p in prepare(args.scale):
             print(shown(p))
@@ -293,7 +315,7 @@ def _main(argv) -> int:
     elif args.action == "parameters":
         if not args.only or len(args.only) != 1:
             raise ParameterError("parameters needs one notebook: --only NAME, e.g. --only 01_moco_v2")
-        print(yaml.safe_dump(parameters(args.scale, args.only[0]), sort_keys=False), end="")
+        print(yaml.safe_dump(parameters(args.scale, args.only[0], given), sort_keys=False), end="")
     else:
         print(summary.write_summary(args.scale))
     return 0

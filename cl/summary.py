@@ -85,7 +85,7 @@ def baselines(results: dict[str, list[dict]]) -> dict[str, str]:
 def scratch_minutes(scale: str) -> dict[str, float]:
     """Each notebook's minutes with every run trained anew, from ``params/<scale>/minutes.yaml``."""
     path = cl.PARAMS / scale / "minutes.yaml"
-    return (cli.load_yaml(path.read_text()) or {}).get("minutes", {}) if path.exists() else {}
+    return (cli.load_yaml_file(path) or {}).get("minutes", {}) if path.exists() else {}
 
 
 def expected_total(scale: str, names: list[str]) -> str:

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from cl import config, data, run_folder, train
+from cl import cli, config, data, run_folder, train
 from cl.config import Config, ConfigError
 from cl.run_folder import CheckpointError, DiskFull, RunLocked, TrainingDiverged
 
@@ -418,3 +418,12 @@ def test_ctrl_c_says_which_epoch_resumes_and_debugging_shows_the_traceback(tmp_p
                            timeout=120)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
     assert debug.stderr.splitlines()[-1].endswith("ConfigError: lr must be in (0, inf), got -1.0")
+
+
+def test_a_run_folder_that_cannot_be_made_is_named_as_the_run_folder(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for where in (tmp_path / "a_file", tmp_path / "a_file" / "run", Path("/proc/no_run_here")):
+        expected = (rf"^the run folder {where} cannot be made or written \(.+\): give a folder you may write "
+                    r"\(--run-dir, or NEGATIVES_RUNS for runs/\)")
+        with pytest.raises(cli.UserError, match=expected):
+            train.run(TINY, where, progress=False)

@@ -2,9 +2,10 @@
 import nbformat
 import papermill
 import pytest
+import yaml
 
 import cl
-from cl import parameters, study
+from cl import cli, parameters, study
 from cl.parameters import ParameterError
 
 SMOKE = parameters.parameters("smoke", "01_moco_v2")
@@ -45,17 +46,41 @@ def test_a_parameter_file_is_checked_against_the_notebook(tmp_path, monkeypatch)
     (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseeds: [0]\n")
     path = tmp_path / "smoke" / "01_moco_v2.yaml"
     path.write_text("scale: smoke\nepochs: 3\n")
-    unknown = (r"01_moco_v2.yaml \(with smoke/base.yaml\): epochs is not a parameter of the notebook \(its "
+    unknown = (r"smoke/01_moco_v2.yaml, for 01_moco_v2: epochs is not a parameter of the notebook \(its "
                r"parameters: scale, base, check_claims, knn_target, baseline, seeds\); "
-               r"cl.config.Config keys go in base")
+               r"cl.config.Config keys go in base: write the notebook's parameters at its scale \(python -m "
+               r"cl.study parameters --scale SCALE --only NOTEBOOK > p.yaml\), change the key in p.yaml's "
+               r"base, and pass -f p.yaml")
     with pytest.raises(ParameterError, match=unknown):
         parameters.check_notebook_parameters("smoke", ["01_moco_v2"])
     path.write_text("scale: smoke\nbase: {weight_decay: 5e-4, lr: -0.1}\n")
-    with pytest.raises(ParameterError,
-                       match=r"01_moco_v2.yaml \(with smoke/base.yaml\): parameter base: lr must be in"):
+    blamed = r"smoke/01_moco_v2.yaml \(with .*smoke/base.yaml\), for 01_moco_v2: parameter base: lr must be"
+    with pytest.raises(ParameterError, match=blamed):
         study.execute("smoke", ["01_moco_v2"])
     with pytest.raises(ParameterError, match=r"no notebook 99_nothing: use names of 00_contrastive_learning"):
         study.execute("smoke", ["99_nothing"])
+
+
+def test_a_bad_value_of_the_shared_file_is_blamed_on_it_not_on_an_absent_notebook_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(cl, "PARAMS", tmp_path)
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseeds: [0, 0]\n")
+    with pytest.raises(ParameterError) as error:
+        parameters.check_notebook_parameters("smoke", ["00_contrastive_learning"])
+    assert str(error.value).startswith(f"{tmp_path}/smoke/base.yaml, for 00_contrastive_learning: parameter "
+                                       f"seeds: [0, 0] is not a non-empty list of distinct seeds")
+
+
+def test_a_broken_yaml_file_is_named_with_its_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(cl, "PARAMS", tmp_path)
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "base.yaml").write_text("scale: smoke\nseeds: [0, 1\nbase: {}\n")
+    broken = rf"^{tmp_path}/smoke/base.yaml, line 3: not valid YAML \(.*\): fix it"
+    with pytest.raises(cli.UserError, match=broken):
+        parameters.parameters("smoke", "00_contrastive_learning")
+    (tmp_path / "smoke" / "base.yaml").write_text("- scale\n- seeds\n")
+    with pytest.raises(ParameterError, match=r"base.yaml holds a list, not parameters by name"):
+        parameters.parameters("smoke", "00_contrastive_learning")
 
 
 @pytest.mark.parametrize("injected, message", [
@@ -104,3 +129,24 @@ def test_without_a_history_the_parameters_are_the_data_a_notebook_holds_before_i
                                                         "check_claims": False}
     with pytest.raises(ParameterError, match="no parameters cell has run in this session"):
         parameters.session_parameters({"pd": pytest, "In": []})
+
+
+def test_the_command_line_s_parameters_replace_the_scale_s_for_one_notebook(tmp_path, monkeypatch, capsys):
+    """python -m cl.study parameters|plan with -f (an edited `parameters` file) and -y: the scale's other
+    keys kept; a bad value is one line blaming the parameters given."""
+    monkeypatch.setattr(cl, "RUNS", tmp_path / "runs")
+    edited = {**parameters.parameters("smoke", "06_supervised_contrastive"), "seeds": [3]}
+    edited["base"] = {**edited["base"], "epochs": 1}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(edited))
+    only = ["--scale", "smoke", "--only", "06_supervised_contrastive", "-f", str(tmp_path / "p.yaml")]
+    assert study.main(["parameters", *only, "-y", "check_claims: true"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown == {**edited, "check_claims": True}
+    assert study.main(["plan", *only]) == 0
+    listed = capsys.readouterr().out
+    assert "supcon_s3 " in listed and "epochs=1 " in listed and "train_subset=1024" in listed
+    assert study.main(["plan", *only, "-y", "seeds: [0, 0]"]) == 1
+    assert capsys.readouterr().err.startswith(
+        "error: the parameters given (-f, -y), for 06_supervised_contrastive: parameter seeds: [0, 0] is not")
+    assert study.main(["plan", "--scale", "smoke", "-y", "seeds: [1]"]) == 1
+    assert "-f and -y give one notebook's parameters: name it with --only NAME" in capsys.readouterr().err

@@ -80,7 +80,8 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setattr(cl, "NOTEBOOKS", folder)
     monkeypatch.setattr(cl, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(plan, "notebooks", lambda: sorted(folder.glob("*.py")))
-    monkeypatch.setattr(plan, "parameters", lambda scale, stem: {"scale": scale})
+    monkeypatch.setattr(plan, "parameters", lambda scale, stem, given: {"scale": scale})
+    monkeypatch.setattr(plan, "check_notebook_parameters", lambda scale, only, given: None)
     monkeypatch.setenv(pool.ENV, "1")
     return folder
 
