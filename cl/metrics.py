@@ -95,3 +95,20 @@ def effective_rank(z: torch.Tensor) -> float:
         return 0.0
     p = singular / singular.sum()
     return float(torch.exp(-(p * p.clamp_min(1e-300).log()).sum()))
+
+
+UNIFORMITY_COLLAPSED = -0.1  # above it, the embeddings lie within a small cap of the sphere
+RANK_COLLAPSED = 2.0  # below it, they lie on about a line (dimensional collapse)
+
+
+def collapse(uniformity_loss: float, rank: float) -> str | None:
+    """Whether a final embedding has collapsed, in words (None when it has not): its uniformity loss
+    above UNIFORMITY_COLLAPSED (a spread embedding of the study's runs sits near −1 or below; the
+    positives-only runs, which collapse by design, near 0), or its effective rank below
+    RANK_COLLAPSED. The effective rank is scale-free: an embedding shrunk to a cap keeps the rank of
+    its noise, so the uniformity loss is the test of a collapse to a point."""
+    if uniformity_loss > UNIFORMITY_COLLAPSED:
+        return f"uniformity loss {uniformity_loss:.3f} > {UNIFORMITY_COLLAPSED}: all embeddings near a point"
+    if rank < RANK_COLLAPSED:
+        return f"effective rank {rank:.2f} < {RANK_COLLAPSED:g}: the embeddings on about a line"
+    return None

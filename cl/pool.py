@@ -154,6 +154,8 @@ def _in_processes(jobs: list[tuple[int, Config, Path, str, str | None]], width: 
                         running.remove(job)
                         if job.failure():
                             failures.append(job.failure())
+                        elif job.log and _collapsed(job.run_dir):  # said here too, not only in its log
+                            progress.say(job.last)
                 if failures and not running:
                     break
         except KeyboardInterrupt:  # the kernel's Ctrl-C reached the runs too (one process group)
@@ -208,6 +210,11 @@ class _Job:
                 self.process.kill()
         self.relay.join()
         return self.failure()
+
+
+def _collapsed(run_dir: Path) -> bool:
+    """Whether the finished run in ``run_dir`` recorded a collapse of its embedding."""
+    return bool(json.loads((run_dir / "metrics.json").read_text()).get("collapsed"))
 
 
 def _free_slot(running: list[_Job], width: int) -> int:

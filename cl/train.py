@@ -353,6 +353,7 @@ class Trainer:
         out["alignment"] = metrics.alignment(z1, z2)
         out["uniformity"] = metrics.uniformity(z1)
         if final:
+            out["effective_rank"] = metrics.effective_rank(z1)
             out["linear_top1"] = metrics.linear_probe(bank, bank_set.labels, test, self.test_set.labels,
                                                       classes, epochs=cfg.linear_epochs, seed=cfg.seed)
         enc.train()
@@ -476,10 +477,27 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
     seconds = sum(r["train_seconds"] for r in trainer.history)
     images = sum(r["train_seconds"] * r["images_per_second"] for r in trainer.history)
     final.update(train_seconds=seconds, images_per_second=images / seconds)
-    record.update(final=final, finished=True)
+    collapsed = metrics.collapse(final["uniformity"], final["effective_rank"])
+    record.update(final=final, finished=True, collapsed=collapsed)
     if is_main():
         folder.write_json(metrics_path, record)
+        if collapsed:
+            say(f"{run_dir.name}: finished, but its embedding collapsed ({collapsed}); likely cause: "
+                f"{collapse_cause(cfg)}. The run is kept (metrics.json records the collapse)")
     return record
+
+
+def collapse_cause(cfg: Config) -> str:
+    """The likely cause of a run's collapse, from its config: no negatives (and nothing else to keep the
+    embeddings apart), a temperature far below the papers', or the learning rate."""
+    if cfg.loss == "positives_only":
+        return "no negatives: nothing keeps the embeddings apart (notebook 00 shows this on purpose)"
+    if cfg.loss in ("simsiam", "byol"):
+        return (f"the predictor and stop-gradient did not hold it off at lr={cfg.lr:g}: lower lr, or "
+                f"train longer warm")
+    if cfg.t < 0.01:
+        return f"the temperature t={cfg.t:g}, far below the papers' 0.07–0.5: raise t"
+    return f"the learning rate lr={cfg.lr:g} or the temperature t={cfg.t:g}: lower lr, or raise t"
 
 
 def load_model(run_dir, device: str = "cpu") -> tuple[Trainer, dict]:

@@ -4,6 +4,7 @@ the notebooks (which trained none), and `make run` over finished runs says littl
 Not collected with tests/ (its name does not start with test_): `make test` passes it explicitly after
 the notebooks, beside tests/smoke_identities_check.py. NEGATIVES_RUNS names another runs folder.
 """
+import json
 import os
 import subprocess
 import sys
@@ -39,3 +40,12 @@ def test_make_run_over_finished_runs_prints_a_line_per_notebook():
     assert [line.split()[0] for line in lines if line.startswith("[")] == ["[1/2]", "[2/2]"]
     assert all(" runs reused; log: " in line for line in lines if line.startswith("["))
     assert any("0 to train" in line for line in lines)
+
+
+def test_the_runs_without_negatives_are_recorded_collapsed_and_moco_is_not():
+    """The collapse thresholds (cl.metrics.collapse) on the smoke study's runs: the positives-only
+    objective collapses by design, MoCo does not."""
+    records = {p.parent.name: json.loads(p.read_text()) for p in RUNS.glob("*/metrics.json")}
+    positives = [name for name, r in records.items() if r["config"].get("loss") == "positives_only"]
+    assert positives and all(records[name]["collapsed"] for name in positives)
+    assert records["moco_s0"]["collapsed"] is None

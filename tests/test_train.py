@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from cl import config, losses, mochi, objectives, run_folder, train
+from cl import config, losses, metrics, mochi, objectives, run_folder, train
 from cl.config import Config, ConfigError
 from cl.run_folder import TrainingDiverged
 
@@ -317,3 +317,30 @@ def test_a_mined_queue_records_its_same_class_share_at_the_refills(tmp_path):
     assert refills == [True, False, True, False]  # every mine_every steps, counted from the first
     plain = train.run({**TINY, "epochs": 1}, tmp_path / "plain", progress=False)
     assert "refill_same_class" not in plain["epochs"][0]
+
+
+def test_a_collapsed_run_says_so_in_one_line_names_the_cause_and_is_kept(tmp_path, capsys):
+    """The thresholds on the runs that collapse by design (no negatives) and on those that do not."""
+    setting = dict(train_subset=1024, test_subset=256, width=8, hidden=64, queue=1024, batch_size=128,
+                   epochs=2, monitor_bank=256, linear_epochs=2, device="cpu")
+    spread = train.run({**setting}, tmp_path / "moco", progress=False)
+    collapsed = train.run({**setting, "loss": "positives_only"}, tmp_path / "positives", progress=False)
+    frozen = train.run({**setting, "t": 1e-6}, tmp_path / "cold", progress=False)
+    assert spread["collapsed"] is None and spread["final"]["uniformity"] < metrics.UNIFORMITY_COLLAPSED
+    assert collapsed["collapsed"].startswith("uniformity loss") and collapsed["finished"]
+    assert frozen["collapsed"] is not None
+    said = [line for line in capsys.readouterr().err.splitlines() if "finished, but" in line]
+    kept = "The run is kept (metrics.json records the collapse)"
+    assert said == [
+        f"positives: finished, but its embedding collapsed ({collapsed['collapsed']}); likely cause: no "
+        f"negatives: nothing keeps the embeddings apart (notebook 00 shows this on purpose). {kept}",
+        f"cold: finished, but its embedding collapsed ({frozen['collapsed']}); likely cause: the temperature "
+        f"t=1e-06, far below the papers' 0.07–0.5: raise t. {kept}"]
+    recorded = json.loads((tmp_path / "positives" / "metrics.json").read_text())["collapsed"]
+    assert recorded == collapsed["collapsed"]
+
+
+def test_collapse_reads_the_uniformity_loss_and_the_effective_rank():
+    assert metrics.collapse(-3.2, 40.0) is None
+    assert metrics.collapse(-0.05, 40.0).startswith("uniformity loss -0.050 > -0.1")
+    assert metrics.collapse(-2.0, 1.2).startswith("effective rank 1.20 < 2")
