@@ -10,6 +10,16 @@ from matplotlib.ticker import MaxNLocator
 
 from cl import stats
 
+METRIC_LABELS = {"knn_top1": "kNN top-1 (%, monitor bank)", "linear_top1": "linear-probe top-1 (%)",
+                 "loss": "training loss (nats)", "alignment": "alignment (lower: better aligned)",
+                 "uniformity": "uniformity loss (lower: more uniform)",
+                 "images_per_second": "training images per second"}
+
+
+def metric_label(key: str) -> str:
+    """An axis label for a metric of ``metrics.json``: its name in words, with its unit."""
+    return METRIC_LABELS.get(key, key.replace("_", " "))
+
 
 def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | None = None, axes=None):
     """One panel per metric of ``metrics.json``'s per-epoch rows, one line per run (on ``axes``, one
@@ -22,7 +32,8 @@ def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | Non
         for name, rec in records.items():
             rows = rec["epochs"]
             ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], marker="o", ms=3, label=name)
-        ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
+        ax.set(xlabel="epoch", ylabel=metric_label(key))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
     if title:
@@ -51,17 +62,47 @@ def seeded_curves(series: dict[str, pd.DataFrame], ylabel: str, title: str = "",
     return ax
 
 
+FAMILIES = {  # the alignment–uniformity plane's colour and marker of each family of methods
+    "control": ("tab:gray", "s"), "no negatives": ("tab:red", "v"), "SimSiam / BYOL": ("tab:orange", "^"),
+    "MoCo / InfoNCE": ("tab:blue", "o"), "selected negatives": ("tab:cyan", "D"),
+    "DCL / HCL": ("tab:green", "P"), "MoCHi": ("tab:purple", "X"), "SupCon": ("tab:brown", "*")}
+
+
+def family(record: dict) -> str:
+    """The family of methods a run belongs to (a key of FAMILIES), from its metrics.json record."""
+    cfg = record["config"]
+    if record.get("control"):
+        return "control"
+    loss = cfg.get("loss", "info_nce")
+    named = {"positives_only": "no negatives", "simsiam": "SimSiam / BYOL", "byol": "SimSiam / BYOL",
+             "debiased": "DCL / HCL", "hard": "DCL / HCL", "supcon": "SupCon"}
+    if loss in named:
+        return named[loss]
+    if cfg.get("mochi_s", 0) + cfg.get("mochi_s_prime", 0) > 0:
+        return "MoCHi"
+    selected = cfg.get("select", "all") != "all" or cfg.get("mined_queue", 0)
+    return "selected negatives" if selected else "MoCo / InfoNCE"
+
+
 def alignment_uniformity(results: dict[str, list[dict]], ax=None, title: str = "final embedding, every seed"):
-    """The alignment–uniformity plane (Wang & Isola 2020): one point per run of each condition
-    (``results``: condition → records), both lower-is-better, so better lies towards the origin's
-    lower left."""
+    """The alignment–uniformity plane (Wang & Isola 2020): one point per run (``results``: condition →
+    records), coloured and shaped by the method's :func:`family`, each condition's name at the mean of
+    its runs; both axes lower-is-better, so better lies towards the lower left."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.6))
+        _, ax = plt.subplots(figsize=(7, 5))
+    shown = set()
     for name, records in results.items():
-        ax.scatter([r["final"]["uniformity"] for r in records], [r["final"]["alignment"] for r in records],
-                   label=name, s=18)
-    ax.set(xlabel="uniformity (lower: more uniform)", ylabel="alignment (lower: better aligned)", title=title)
-    ax.legend(fontsize=8)
+        kind = family(records[0])
+        colour, marker = FAMILIES[kind]
+        x = [r["final"]["uniformity"] for r in records]
+        y = [r["final"]["alignment"] for r in records]
+        ax.scatter(x, y, s=22, color=colour, marker=marker, alpha=0.8, label=None if kind in shown else kind)
+        shown.add(kind)
+        ax.annotate(name, (sum(x) / len(x), sum(y) / len(y)), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points", color=colour)
+    ax.set(xlabel=metric_label("uniformity"), ylabel=metric_label("alignment"), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="family", title_fontsize=8)
     return ax
 
 
@@ -112,7 +153,8 @@ def intervals(diffs, title: str = "", ax=None):
         colour = "tab:blue" if d.claims else "tab:gray"
         ax.errorbar(d.mean, y, xerr=err, fmt="o", color=colour, capsize=3)
     ax.axvline(0, color="k", lw=1, ls="--")
-    labels = [f"{d.a} − {d.b}" + ("" if d.claims else f" ({d.seeds} seed)") for d in diffs]
+    labels = [f"{d.a} − {d.b}" + ("" if d.claims else f" ({stats.plural(d.seeds, 'seed')}, no claim)")
+              for d in diffs]
     ax.set(yticks=range(len(diffs)), yticklabels=labels,
            xlabel=f"{diffs[0].metric.replace('_', ' ')} difference (points), 95 % t interval over seeds",
            title=title)
@@ -344,7 +386,6 @@ def hardest_negatives(images: torch.Tensor, labels: torch.Tensor, classes: list[
 
 
 _LEVEL_STYLES = [("k", "--"), ("tab:red", ":"), ("tab:green", "-."), ("tab:gray", "--")]
-_METRIC_LABELS = {"knn_top1": "kNN top-1 (%)", "linear_top1": "linear-probe top-1 (%)"}
 
 
 def sweep(table: pd.DataFrame, curve: dict[float, str], levels: dict[str, str] | None = None,
@@ -363,7 +404,7 @@ def sweep(table: pd.DataFrame, curve: dict[float, str], levels: dict[str, str] |
         ax.axhline(table.loc[name, metric], color=colour, ls=style, lw=1, label=text)
     if mark is not None:
         ax.axvline(mark, color="gray", lw=0.5)
-    ax.set(xlabel=xlabel, ylabel=_METRIC_LABELS.get(metric, metric.replace("_", " ")), title=title)
+    ax.set(xlabel=xlabel, ylabel=metric_label(metric), title=title)
     if label or levels:
         ax.legend(fontsize=8)
     ax.figure.tight_layout()

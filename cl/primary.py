@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 import cl
-from cl import cli, data, stats
+from cl import cli, data, stats, summary
 from cl.cli import UserError
 
 TESTS = ("superiority", "non_inferiority")
@@ -246,6 +246,25 @@ def tested(results: dict[str, list[dict]], family: Family | None = None) -> list
 def findings(results: dict[str, list[dict]], family: Family | None = None) -> str:
     """The primary verdicts as Markdown bullets, one per contrast: its question, then its sentence."""
     return "\n".join(f"* **{t.contrast.question}** {t.sentence}" for t in tested(results, family))
+
+
+def study_findings(rows: pd.DataFrame, scale: str, notebook_link: str) -> str | None:
+    """The study's findings as Markdown, from a summary's ``rows`` (``summary.csv``): what was tested and
+    at which schedule (linking the notebook that measured it at ``notebook_link``), then each primary
+    verdict (:func:`findings`). None while a primary condition has no finished run. The README's
+    findings and the report's are this text."""
+    family = declared()
+    results = summary.results_from_rows(rows)
+    if any(name not in results for name in family.conditions):
+        return None
+    moco = results[family.contrasts[0].a]
+    head = (f"The study's primary contrasts ({len(family.contrasts)}, declared in `params/primary.yaml` "
+            f"before their results; Holm's correction at a family-wise {family.level:.0%}), "
+            f"at the {scale} scale: {stats.plural(moco[0]['config']['epochs'], 'epoch')}, "
+            f"{stats.plural(len(moco), 'seed')}, kNN top-1 on the test set, paired by seed. Measured in "
+            f"[{family.notebook}]({notebook_link}), which also checks each verdict at a longer schedule and "
+            f"shows the controls beside it.")
+    return head + "\n\n" + findings(results, family)
 
 
 def plan(family: Family, seeds: int) -> pd.DataFrame:

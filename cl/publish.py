@@ -130,17 +130,9 @@ def findings(scale: str = "cpu") -> str:
     if not (folder / "summary.csv").exists():
         return (f"No study is published yet under `results/{scale}/`: run `make run`, then "
                 f"`python -m cl.study publish` writes it, and these findings, from its runs.")
-    results = summary.results_from_rows(pd.read_csv(folder / "summary.csv"))
-    family = primary.declared()
-    moco = results[family.contrasts[0].a]
-    where = f"results/{scale}/{family.notebook}.ipynb"
-    head = (f"The study's primary contrasts ({len(family.contrasts)}, declared in `params/primary.yaml` "
-            f"before their results; Holm's correction at a family-wise {family.level:.0%}), "
-            f"at the {scale} scale: "
-            f"{moco[0]['config']['epochs']} epochs, {len(moco)} seeds, kNN top-1 on the test set, paired by "
-            f"seed. Measured in [{family.notebook}]({where}), which also checks each verdict at a longer "
-            f"schedule and shows the controls beside it.")
-    return head + "\n\n" + primary.findings(results, family)
+    where = f"results/{scale}/{primary.declared().notebook}.ipynb"
+    return primary.study_findings(pd.read_csv(folder / "summary.csv"), scale, where) or (
+        f"The study published under `results/{scale}/` has no run of a primary condition.")
 
 
 def results_block(scale: str = "cpu") -> str:

@@ -7,10 +7,12 @@ by a relative URL, so ``runs/`` opened from disk without internet shows typeset 
 newer package version is copied again.
 
 ``runs/report.html`` (cpu; ``runs/<scale>/report.html`` for the other scales, beside
-``summary.csv``) is one page: every notebook of the study with a link to its executed HTML and
-its minutes (or "not executed yet"), the results table of ``cl.summary.results_table`` and the
-key plots, embedded so that the page stands alone. A notebook's key plots are the figures of its
-cells tagged ``report``; a notebook without such a cell gives its last figure.
+``summary.csv``) is one page that reads first: the findings (the primary verdicts with their
+intervals and schedule, :func:`cl.primary.study_findings`, as in the README; at the smoke scale a
+banner says its numbers are not results), then each notebook with a link to its executed HTML, its
+minutes (or "not executed yet"), its conditions beside the controls and its key figures, embedded
+so that the page stands alone, then every condition (``cl.summary.results_table``). A notebook's
+key figures are those of its cells tagged ``report``; a notebook without such a cell gives its last.
 """
 from __future__ import annotations
 
@@ -27,11 +29,12 @@ from urllib.parse import quote
 
 import jupytext
 import nbformat
+import pandas as pd
 from nbconvert import HTMLExporter
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 import cl
-from cl import summary
+from cl import primary, summary
 from cl.cli import UserError
 from cl.parameters import notebooks
 
@@ -106,7 +109,8 @@ def mathjax_url(page: Path) -> str:
 def export_html(ipynb: Path, page: Path) -> Path:
     """Export an executed notebook to the HTML file ``page``, its equations typeset by the offline MathJax,
     each figure with its alternative text (:func:`alt_texts`; nbconvert's templates take none, so they
-    replace its placeholder, and its warning about the placeholder is not shown)."""
+    replace its placeholder, and its warning about the placeholder is not shown), its links to the
+    other notebooks (``NN_name.ipynb``) pointing at their pages."""
     nb = nbformat.read(ipynb, as_version=4)
     exporter = HTMLExporter(mathjax_url=mathjax_url(page))
     level = exporter.log.level
@@ -117,7 +121,7 @@ def export_html(ipynb: Path, page: Path) -> Path:
         exporter.log.setLevel(level)
     for alt in alt_texts(nb):
         body = body.replace(f'alt="{NBCONVERT_ALT}"', f'alt="{html.escape(alt)}"', 1)
-    page.write_text(body)
+    page.write_text(re.sub(r'href="(\d\d_\w+)\.ipynb', r'href="\1.html', body))  # a notebook's link: its page
     return page
 
 
@@ -128,6 +132,7 @@ def alt_texts(nb) -> list[str]:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             text = " ".join(line.lstrip("#").strip() for line in cell.source.splitlines()).strip()
+            text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text).replace("`", "").replace("**", "")  # plain
             said = re.split(r"(?<=\.)\s", text, maxsplit=1)[0][:200] or said
         texts += [f"Figure: {said}" for output in cell.get("outputs", [])
                   if "image/png" in output.get("data", {})]
@@ -188,57 +193,73 @@ def title(py: Path) -> str:
 
 
 def write_report(scale: str, path: Path | None = None, pages: dict[str, Path] | None = None,
-                 offline_mathjax: bool = True) -> Path:
+                 offline_mathjax: bool = True, rows: pd.DataFrame | None = None) -> Path:
     """Write the scale's report (see the module's docstring); the path written. ``path`` and ``pages``
     (notebook name → the page its link opens) default to ``report_path`` and the executed notebooks'
-    HTML under runs/; the published report (:mod:`cl.publish`) links to the executed notebooks
-    themselves and loads no MathJax (``offline_mathjax=False``: it has no equations of its own)."""
+    HTML under runs/, ``rows`` (a summary) to the scale's finished runs; the published report
+    (:mod:`cl.publish`) links to the executed notebooks themselves and loads no MathJax
+    (``offline_mathjax=False``: it has no equations of its own)."""
     path = path or report_path(scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     pages = pages or {py.stem: cl.RUNS / scale / "notebooks" / f"{py.stem}.html" for py in notebooks()}
     executed = {name: page for name, page in pages.items() if page.exists()}
+    if rows is None:
+        rows = pd.DataFrame(summary.summary_rows(scale), columns=summary.SUMMARY_COLUMNS)
     table = path.parent / "summary.csv"
-    rows = f" One row per training run: {_link(path, table, table.name)}." if table.exists() else ""
-    body = [f"<h1>The negatives study at the {scale} scale</h1>",
-            f"<p>Written {time.strftime('%Y-%m-%d %H:%M')}.{rows}</p>",
-            "<h2>Notebooks</h2>", _notebooks_table(scale, path, executed),
-            "<h2>Results</h2>", _results(scale),
-            "<h2>Key plots</h2>", *[_figures(path, page) for page in executed.values()]]
+    listed = f" One row per training run: {_link(path, table, table.name)}." if table.exists() else ""
+    banner = (['<p class="failed"><b>The smoke scale tests the code: a few epochs on a subset of the data. '
+               "Its numbers are not results.</b> The study's results are at the cpu scale.</p>"]
+              if scale == "smoke" else [])
+    body = [f"<h1>The negatives study at the {scale} scale</h1>", *banner,
+            f"<p>Written {time.strftime('%Y-%m-%d %H:%M')}.{listed}</p>",
+            "<h2>Findings</h2>", _findings(scale, path, pages, rows),
+            "<h2>Notebooks, their results and key figures</h2>",
+            *[_notebook_section(scale, py, path, executed.get(py.stem), rows) for py in notebooks()],
+            "<h2>Every condition</h2>", markdown2html_mistune(summary.results_table(scale, rows))]
     path.write_text(_page(f"negatives: {scale} report", mathjax_url(path) if offline_mathjax else None, body))
     return path
 
 
-def _notebooks_table(scale: str, report: Path, executed: dict[str, Path]) -> str:
-    """A row per notebook of the study: its executed HTML (or why there is none), title and minutes."""
+def _findings(scale: str, report: Path, pages: dict[str, Path], rows: pd.DataFrame) -> str:
+    """The primary verdicts (:func:`cl.primary.study_findings`, as in the README), or why there are none."""
+    measured_in = pages.get(primary.declared().notebook)
+    link = quote(Path(os.path.relpath(measured_in, report.parent)).as_posix()) if measured_in else ""
+    text = primary.study_findings(rows, scale, link) if not rows.empty else None
+    return markdown2html_mistune(text) if text else (
+        '<p class="missing">No findings yet: the conditions of the primary contrasts have not all '
+        "finished at this scale.</p>")
+
+
+def _notebook_section(scale: str, py: Path, report: Path, page: Path | None, rows: pd.DataFrame) -> str:
+    """A notebook's part of the report: its title linking its executed copy, its state and minutes, its
+    conditions beside the controls, and its key figures."""
     minutes = summary.recorded_minutes(scale)
-    rows = []
-    for py in notebooks():
-        page = executed.get(py.stem)
-        if page is None:
-            state = '<span class="missing">not executed yet</span>'
-        elif failed(page.with_suffix(".ipynb")):
-            state = '<span class="failed">failed: a cell raised an error</span>'
-        else:
-            state = "executed"
-        name = _link(report, page, py.stem) if page else html.escape(py.stem)
-        shown = f"{minutes[py.stem]:.1f}" if py.stem in minutes else ""
-        cells = [name, html.escape(title(py)), state, shown]
-        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    return ("<table><thead><tr><th>notebook</th><th>title</th><th>state</th><th>minutes (last execution)</th>"
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    if page is None:
+        return (f"<h3>{html.escape(py.stem)}: {html.escape(title(py))}</h3>"
+                '<p class="missing">not executed yet</p>')
+    broken = failed(page.with_suffix(".ipynb"))
+    state = '<span class="failed">failed: a cell raised an error</span>' if broken else "executed"
+    took = f", {minutes[py.stem]:.1f} minutes (last execution)" if py.stem in minutes else ""
+    own = rows[rows["notebook"] == py.stem] if not rows.empty else rows
+    results = (markdown2html_mistune("\n".join(summary.condition_table(rows, py.stem))) if not own.empty
+               else "<p>No runs of its own (it reads those of other notebooks).</p>")
+    return (f"<h3>{_link(report, page, py.stem)}: {html.escape(title(py))}</h3><p>{state}{took}</p>"
+            f"{results}{_figures(page)}")
 
 
-def _results(scale: str) -> str:
-    """``cl.summary.results_table`` (the README's tables) as HTML."""
-    return markdown2html_mistune(summary.results_table(scale))
+def _figures(page: Path) -> str:
+    """A notebook's key figures, embedded, each with its alternative text."""
+    nb = nbformat.read(page.with_suffix(".ipynb"), as_version=4)
+    alts = dict(zip(_figure_data(nb), alt_texts(nb)))
+    images = [f'<img alt="{html.escape(alts.get(png, page.stem))}" src="data:image/png;base64,{png}">'
+              for png in key_figures(page.with_suffix(".ipynb"))]
+    return "".join(images) or '<p class="missing">no figure</p>'
 
 
-def _figures(report: Path, page: Path) -> str:
-    """A notebook's key plots, embedded, under a heading that links to the notebook."""
-    figures = key_figures(page.with_suffix(".ipynb"))
-    images = [f'<img alt="a figure of {html.escape(page.stem)}" src="data:image/png;base64,{png}">'
-              for png in figures] or ['<p class="missing">no figure</p>']
-    return f"<h3>{_link(report, page, page.stem)}</h3>" + "".join(images)
+def _figure_data(nb) -> list[str]:
+    """The base64 PNG of every figure of ``nb``, in order (as :func:`alt_texts` lists their texts)."""
+    return ["".join(output["data"]["image/png"].split()) for cell in nb.cells
+            for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
 
 
 def _link(report: Path, target: Path, text: str) -> str:

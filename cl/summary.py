@@ -154,9 +154,34 @@ def results_table(scale: str = "cpu", rows: pd.DataFrame | None = None, minutes:
     finished runs, and with every run trained anew). The README's tables are this output, from the
     published ``rows`` (a ``summary.csv``) and ``minutes`` (by default the scale's runs and minutes)."""
     table = pd.DataFrame(summary_rows(scale), columns=SUMMARY_COLUMNS) if rows is None else rows.copy()
-    table["control"] = table["control"].fillna("")
     if table.empty:
         return f"no finished runs under runs/{scale}/: run `make run` first"
+    lines = condition_table(table)
+    minutes = recorded_minutes(scale) if minutes is None else minutes
+    scratch = scratch_minutes(scale)
+    if minutes or scratch:
+        shown = lambda values, nb: f"{values[nb]:.1f}" if nb in values else "—"
+        lines += ["", f"| notebook | minutes, last execution (wall clock) | minutes, every run trained anew "
+                      f"(params/{scale}/minutes.yaml) |", "| --- | --- | --- |",
+                  *[f"| {nb} | {shown(minutes, nb)} | {shown(scratch, nb)} |"
+                    for nb in sorted({*minutes, *scratch})],
+                  f"| total | {sum(minutes.values()) if minutes else '—'} | "
+                  f"{sum(scratch.values()) if scratch else '—'} |"]
+    missing = [py.stem for py in notebooks() if py.stem not in minutes]
+    if missing:
+        lines += ["", f"Not executed at the {scale} scale yet: {', '.join(missing)}. The rows above are "
+                      "the runs finished so far, listed under the notebook that trained them."]
+    return "\n".join(lines)
+
+
+def condition_table(rows: pd.DataFrame, notebook: str | None = None) -> list[str]:
+    """The lines of a Markdown table of conditions from summary ``rows``: the controls first, then one
+    row per condition (its runs' seeds pooled, the mean ± the std over seeds), by notebook; with
+    ``notebook``, the controls and that notebook's conditions only."""
+    table = rows.copy()
+    table["control"] = table["control"].fillna("")
+    if notebook:
+        table = table[(table["control"] != "") | (table["notebook"] == notebook)]
     table["condition"] = table["run"].str.replace(r"_s\d+$", "", regex=True)
     table["setting"] = [f"control: {controls.LABELS[row['control']]}" if row["control"] else setting(row)
                         for _, row in table.iterrows()]
@@ -166,25 +191,13 @@ def results_table(scale: str = "cpu", rows: pd.DataFrame | None = None, minutes:
              "| notebook | condition | setting | epochs | seeds | kNN top-1 | linear top-1 | alignment "
              "| uniformity | train min/run |", "|" + " --- |" * 10]
     groups = table.groupby(["order", "notebook", "condition"], sort=True, dropna=False)
-    for (_, notebook, condition), g in groups:
+    for (_, trained_by, condition), g in groups:
         per_run = "—" if g["control"].iloc[0] else f"{g['train_seconds'].mean() / 60:.1f}"
-        lines.append(f"| {notebook} | {condition} | {g['setting'].iloc[0]} | {g['epochs'].iloc[0]} "
+        lines.append(f"| {trained_by} | {condition} "
+                     f"| {g['setting'].iloc[0]} | {g['epochs'].iloc[0]} "
                      f"| {len(g)} | {fmt(g['knn_top1'])} | {fmt(g['linear_top1'])} "
                      f"| {fmt(g['alignment'], 3)} | {fmt(g['uniformity'], 3)} | {per_run} |")
-    minutes = recorded_minutes(scale) if minutes is None else minutes
-    scratch = scratch_minutes(scale)
-    if minutes or scratch:
-        shown = lambda values, nb: f"{values[nb]:.1f}" if nb in values else "—"
-        lines += ["", f"| notebook | minutes, last execution (wall clock) | minutes, every run trained anew "
-                      f"(params/{scale}/minutes.yaml) |", "| --- | --- | --- |",
-                  *[f"| {nb} | {shown(minutes, nb)} | {shown(scratch, nb)} |"
-                    for nb in sorted({*minutes, *scratch})],
-                  f"| total | {sum(minutes.values()):.1f} | {sum(scratch.values()):.1f} |"]
-    missing = [py.stem for py in notebooks() if py.stem not in minutes]
-    if missing:
-        lines += ["", f"Not executed at the {scale} scale yet: {', '.join(missing)}. The rows above are "
-                      "the runs finished so far, listed under the notebook that trained them."]
-    return "\n".join(lines)
+    return lines
 
 
 def results_from_rows(table: pd.DataFrame) -> dict[str, list[dict]]:

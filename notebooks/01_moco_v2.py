@@ -141,7 +141,7 @@ display(stats.formatted(stats.mean_std(control_results)))
 print(f"{cfg.arch}, head {cfg.head} to {cfg.dim}-d, lr {cfg.lr} ({cfg.optimizer}, {cfg.lr_schedule}), "
       f"momentum {cfg.sgd_momentum}, weight decay {cfg.weight_decay}, batch {cfg.batch_size}, "
       f"crops of {cfg.crop_min:.0%}–100 % of the image, K {cfg.queue}, m {cfg.moco_m}, t {cfg.t}, "
-      f"{cfg.epochs} epochs, precision {cfg.precision}")
+      f"{stats.plural(cfg.epochs, 'epoch')}, precision {cfg.precision}")
 
 # %% [markdown]
 # The baseline trains at the longer schedule (`baseline`, three times the comparison schedule)

@@ -277,7 +277,7 @@ points = {family: [(share, name) for share, name, _ in members] for family, memb
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
 for ax, metric in zip(axes, ("knn_top1", "linear_top1")):
     plots.share_curves(seed0, points, table.loc["moco", metric], metric=metric, ax=ax)
-    ax.set_title(f"{metric.replace('_', ' ')} at {base.get('epochs')} epochs, seed {seeds[0]} (exploratory)")
+    ax.set_title(f"{metric.replace('_', ' ')} at {stats.plural(base['epochs'], 'epoch')}, seed {seeds[0]} (exploratory)")
 fig.tight_layout()
 
 # %% [markdown]
@@ -397,7 +397,7 @@ pairs = [("hardest_5pct", "moco"), ("hardest_5pct", "random_5pct"), ("random_5pc
 diffs = {pair: stats.paired_difference(results, *pair) for pair in pairs}
 linear = {pair: stats.paired_difference(results, *pair, metric="linear_top1") for pair in pairs}
 display(stats.differences(results, pairs))
-plots.intervals(list(diffs.values()), title=f"kNN top-1, {base.get('epochs')} epochs");
+plots.intervals(list(diffs.values()), title=f"kNN top-1, {stats.plural(base['epochs'], 'epoch')}");
 
 # %% [markdown]
 # ### Cai et al.'s claims (exploratory)

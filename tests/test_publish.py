@@ -56,6 +56,10 @@ def test_publish_copies_the_executed_study_and_writes_the_readme_from_it(repo):
     assert origin["threads per run"] == [1] and origin["torch"] and origin["cpu"] and origin["cores"] >= 1
     page = (folder / "report.html").read_text()
     assert 'href="02_which_negatives_matter.ipynb"' in page and "<script" not in page
+    shown = page.split("<h2>Findings</h2>", 1)[1].split("<h2>", 1)[0]  # the report opens with the findings
+    first = primary.declared().contrasts[0]
+    assert "Holm-adjusted p" in shown and f"<code>{first.a}</code> − <code>{first.b}</code>" in shown
+    assert page.index("<h2>Findings</h2>") < page.index("<h2>Notebooks")
     readme = (repo / "README.md").read_text()
     assert "old numbers" not in readme and readme.endswith(f"{publish.RESULTS[1]}\noutro\n")
     assert "Holm-adjusted p" in readme and "(results/cpu/02_which_negatives_matter.ipynb)" in readme

@@ -102,8 +102,8 @@ def test_the_report_links_every_executed_notebook_and_marks_the_others(runs, sca
     for name in executed:
         assert local_file(path, page.links[name]) == runs / scale / "notebooks" / f"{name}.html"
     assert waiting not in page.links
-    row = path.read_text().split(f"<td>{waiting}</td>", 1)[1].split("</tr>", 1)[0]
-    assert "not executed yet" in row
+    section = path.read_text().split(f"<h3>{waiting}: ", 1)[1].split("<h3>", 1)[0]
+    assert "not executed yet" in section
     assert "Contrastive learning: positives, negatives and InfoNCE" in path.read_text()  # 00's title
 
 
@@ -122,13 +122,17 @@ def test_the_report_shows_the_results_minutes_failures_and_key_figures(runs):
     executed_notebook("smoke", names[2], [broken])
     path = report.write_report("smoke")
     text, page = path.read_text(), Page(path)
-    row = lambda name: text.split(f">{name}</a></td>", 1)[1].split("</tr>", 1)[0]  # in the notebooks table
-    assert "| 01_moco_v2 | moco |" not in text and "81.00 ± 1.41" in text  # the pooled row, as HTML
+    section = lambda name: text.split(f">{name}</a>: ", 1)[1].split("<h3>", 1)[0]  # a notebook's part
+    assert text.index("Its numbers are not results") < text.index("<h2>Findings</h2>")  # the smoke banner
+    assert "No findings yet" in text.split("<h2>Findings</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "| 01_moco_v2 | moco |" not in text and "81.00 ± 1.41" in section(names[1])  # beside its notebook
+    assert "81.00 ± 1.41" not in section(names[0])
     assert local_file(path, page.links["summary.csv"]) == runs / "smoke" / "summary.csv"
-    assert "<td>3.4</td>" in row(names[0]) and "<td></td>" in row(names[1])  # minutes only where recorded
-    assert "failed" in row(names[2]) and "failed" not in row(names[1])
+    assert "3.4 minutes" in section(names[0]) and "minutes" not in section(names[1])  # only where recorded
+    assert "failed" in section(names[2]) and "failed" not in section(names[1])
     embedded = [src.removeprefix("data:image/png;base64,") for src in page.images]
     assert embedded == [png(11), png(12), png(21)]
+    assert text.index(png(11)) < text.index(png(21)) < text.index("<h2>Every condition</h2>")
 
 
 def test_an_exported_notebook_loads_mathjax_from_the_local_copy(runs):
@@ -174,14 +178,16 @@ def test_each_figure_of_a_notebook_s_html_has_the_sentence_before_it_as_alt_text
         new_markdown_cell("## 2 · Curves\nThe loss falls over training. Then it flattens."),
         new_code_cell("plot()", outputs=[new_output("display_data", data={"image/png": png(1)}),
                                          new_output("display_data", data={"image/png": png(2)})]),
-        new_markdown_cell("The alignment–uniformity plane: each run a point."),
+        new_markdown_cell("The alignment–uniformity plane: each run a point, as in "
+                          "[notebook 05](05_hard_negative_mixing.ipynb#plane)."),
         new_code_cell("plane()", outputs=[new_output("display_data", data={"image/png": png(3)})])])
     nbformat.write(nb, tmp_path / "n.ipynb")
     page = report.export_html(tmp_path / "n.ipynb", tmp_path / "n.html").read_text()
     first = "Figure: 2 · Curves The loss falls over training."
     assert [alt.split('"')[0] for alt in page.split('alt="')[1:]] == [
-        first, first, "Figure: The alignment–uniformity plane: each run a point."]
+        first, first, "Figure: The alignment–uniformity plane: each run a point, as in notebook 05."]
     assert report.NBCONVERT_ALT not in page and "Alternative text" not in caplog.text
+    assert 'href="05_hard_negative_mixing.html#plane"' in page  # the notebook's page, not its JSON
 
 
 def test_a_notebook_s_log_holds_what_its_cells_printed_and_its_error(tmp_path):
