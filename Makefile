@@ -14,7 +14,7 @@ SCALE ?= cpu
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup env editable data run notebooks lab test lint bench clean
+.PHONY: help setup env editable data run notebooks lab test lint bench device-bundle clean
 
 help:
 	@echo "make run | test | lab | notebooks | lint | bench | clean   (SCALE=smoke|cpu|gpu for run)"
@@ -70,6 +70,12 @@ lint: editable
 
 bench: setup
 	$(PY) -m cl.bench
+
+# What a lent GPU machine needs beside its own torch: pure-Python tqdm and PyYAML (its C extension, if
+# copied, is skipped on another Python) to carry with data/ (docs/gpu-check.md has the command)
+device-bundle: env
+	rm -rf build/device-deps && mkdir -p build/device-deps
+	cp -r $$($(PY) -c "import tqdm, yaml, os; print(os.path.dirname(tqdm.__file__), os.path.dirname(yaml.__file__))") build/device-deps/
 
 clean:
 	rm -rf runs/ notebooks/*.ipynb notebooks/.ipynb_checkpoints .pytest_cache

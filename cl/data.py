@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cl import ROOT, cli, semantics, system
+from cl import ROOT, cli, system
 from cl.cli import UserError
 
 FASHION_MNIST_CLASSES = [
@@ -336,6 +336,7 @@ def _read_image(path: Path, size: int) -> np.ndarray:
 
 def _wordnet_names(wnids: list[str]) -> list[str]:
     """Human class names for WordNet ids (first lemma), or the ids themselves without WordNet."""
+    from cl import semantics  # WordNet (nltk) for an image folder only: out of every run's start-up
     try:
         wordnet = semantics.wordnet()
     except semantics.WordNetError as error:
@@ -366,7 +367,8 @@ def load_image_folder(root, size: int) -> Dataset:
     names = [folder.name for folder in folders]
     images = np.stack([_read_image(path, size) for name in names for path in files[name]])
     labels = np.concatenate([np.full(len(files[name]), label, np.int64) for label, name in enumerate(names)])
-    wnids = names if all(semantics.WNID.fullmatch(name) for name in names) else None
+    from cl.semantics import WNID  # as in _wordnet_names
+    wnids = names if all(WNID.fullmatch(name) for name in names) else None
     classes = _wordnet_names(wnids) if wnids else names
     return Dataset(torch.from_numpy(images), torch.from_numpy(labels), classes, wnids,
                    f"imagefolder:{root.name}")

@@ -30,7 +30,7 @@ import yaml
 from jupyter_client import AsyncKernelManager
 
 import cl
-from cl import cli, controls, launch, plan, pool, progress, publish, report, stats, summary, system
+from cl import cli, controls, gpu_check, launch, plan, pool, progress, publish, report, stats, summary, system
 from cl.cli import Interrupted, UserError
 from cl.config import Config
 from cl.parameters import (
@@ -120,6 +120,8 @@ def train_plan(scale: str, only: list[str] | None = None, given: dict | None = N
     todo = [run for run in runs if finished_run(run.config, run.run_dir) is None]
     print(f"plan: {stats.plural(len(runs), 'run')}, {len(todo)} to train or evaluate, "
           f"{len(runs) - len(todo)} finished", flush=True)
+    if scale == "gpu":
+        print(gpu_check.expected_hours([run.config for run in todo if run.control is None]), flush=True)
     out_dir = cl.RUNS / scale / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -169,6 +171,10 @@ def execute(scale: str, only: list[str] | None = None, given: dict | None = None
     failed = []
     chosen = [py.stem for py in notebooks() if not only or py.stem in only]
     print(summary.expected_total(scale, chosen), flush=True)
+    if scale != "gpu" and system.native_bf16() is False:
+        print("note: this CPU has no native bf16 (avx512_bf16, amx_bf16): the runs' bf16 encoder "
+              "(precision: bf16, part of each run's config) is emulated and trains several times slower "
+              "than the expected time says; make bench measures how much", flush=True)
     runs, trained, training_minutes = train_plan(scale, only, given, **where)
     for number, stem in enumerate(chosen, 1):
         start = time.perf_counter()

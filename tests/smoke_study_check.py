@@ -36,7 +36,7 @@ def test_make_run_over_finished_runs_prints_a_line_per_notebook():
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-    assert len(lines) <= 2 * len(notebooks) + 2, lines
+    assert len(lines) <= 2 * len(notebooks) + 3, lines  # and a note on a CPU without native bf16
     assert [line.split()[0] for line in lines if line.startswith("[")] == ["[1/2]", "[2/2]"]
     assert all(" runs reused; log: " in line for line in lines if line.startswith("["))
     assert any("0 to train" in line for line in lines)

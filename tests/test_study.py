@@ -195,3 +195,12 @@ def test_every_list_of_seeds_is_checked_as_seeds():
                        match=r"parameter primary_seeds: \[0, 0\] is not a non-empty list"):
         parameters._check_values({"primary_seeds": [0, 0]})
     parameters._check_values({"longer_seeds": [0, 1, 2]})
+
+
+def test_a_cpu_without_native_bf16_is_told_apart(tmp_path):
+    from cl import system
+    flags = "flags\t\t: fpu vme sse avx2 avx512f"
+    (tmp_path / "plain").write_text(f"processor\t: 0\n{flags}\n")
+    (tmp_path / "bf16").write_text(f"processor\t: 0\n{flags} avx512_bf16\n")
+    assert system.native_bf16(tmp_path / "plain") is False and system.native_bf16(tmp_path / "bf16") is True
+    assert system.native_bf16(tmp_path / "absent") is None
