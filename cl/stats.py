@@ -69,13 +69,17 @@ class Interval:
         """``+mean [+low, +high]``, or ``+mean (n seeds, no claim)`` when it claims nothing."""
         if not self.claims:
             return f"{self.mean:+.{digits}f}{unit} ({plural(self.n, 'seed')}, no claim)"
+        if math.isnan(self.low) or math.isnan(self.high):  # a statistic undefined on some values
+            return f"{self.mean:+.{digits}f}{unit} (no interval: undefined on some of the {self.n} values)"
         return f"{self.mean:+.{digits}f}{unit} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
 
     def word(self, positive: str, negative: str, same: str = UNRESOLVED) -> str:
         """``positive`` when the interval lies above 0, ``negative`` below, ``same`` when it holds 0;
-        with too few values, that it claims nothing."""
+        with too few values (or an undefined interval), that it claims nothing."""
         if not self.claims:
             return f"{plural(self.n, 'seed')}, no claim"
+        if math.isnan(self.low) or math.isnan(self.high):
+            return "no claim"
         return positive if self.low > 0 else negative if self.high < 0 else same
 
     def words(self, positive: str, negative: str, digits: int = 3) -> str:

@@ -204,3 +204,11 @@ def test_a_cpu_without_native_bf16_is_told_apart(tmp_path):
     (tmp_path / "bf16").write_text(f"processor\t: 0\n{flags} avx512_bf16\n")
     assert system.native_bf16(tmp_path / "plain") is False and system.native_bf16(tmp_path / "bf16") is True
     assert system.native_bf16(tmp_path / "absent") is None
+
+
+def test_an_undefined_interval_is_said_in_words_not_as_nan():
+    """A statistic undefined on some values (a correlation of a constant, say) has no interval."""
+    undefined = stats.Interval(0.25, float("nan"), float("nan"), 45)
+    assert undefined.text() == "+0.25 (no interval: undefined on some of the 45 values)"
+    assert undefined.word("above", "below") == "no claim" and "nan" not in undefined.words("a", "b")
+    assert stats.Interval(0.25, 0.1, 0.4, 45).text() == "+0.25 [+0.10, +0.40]"
