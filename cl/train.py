@@ -489,7 +489,8 @@ def _train(cfg: Config, run_dir: Path, notebook: str | None, method: str, progre
 
 def collapse_cause(cfg: Config) -> str:
     """The likely cause of a run's collapse, from its config: no negatives (and nothing else to keep the
-    embeddings apart), a temperature far below the papers', or the learning rate."""
+    embeddings apart), a temperature far below the papers', a selection of the negatives, or the
+    learning rate."""
     if cfg.loss == "positives_only":
         return "no negatives: nothing keeps the embeddings apart (notebook 00 shows this on purpose)"
     if cfg.loss in ("simsiam", "byol"):
@@ -497,6 +498,10 @@ def collapse_cause(cfg: Config) -> str:
                 f"train longer warm")
     if cfg.t < 0.01:
         return f"the temperature t={cfg.t:g}, far below the papers' 0.07–0.5: raise t"
+    if cfg.select != "all":
+        share = "" if cfg.select == "drop_same_class" else f", select_fraction {cfg.select_fraction:g}"
+        return (f"the negatives kept (select {cfg.select}{share}): too few or too alike to spread the "
+                f"embeddings (notebook 02 shows each selection's uniformity)")
     return f"the learning rate lr={cfg.lr:g} or the temperature t={cfg.t:g}: lower lr, or raise t"
 
 

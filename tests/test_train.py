@@ -344,3 +344,13 @@ def test_collapse_reads_the_uniformity_loss_and_the_effective_rank():
     assert metrics.collapse(-3.2, 40.0) is None
     assert metrics.collapse(-0.05, 40.0).startswith("uniformity loss -0.050 > -0.1")
     assert metrics.collapse(-2.0, 1.2).startswith("effective rank 1.20 < 2")
+
+
+def test_the_likely_cause_of_a_collapse_follows_the_config():
+    cause = lambda **kw: train.collapse_cause(config.Config(**kw))
+    assert cause(loss="positives_only").startswith("no negatives")
+    assert cause(loss="byol").startswith("the predictor and stop-gradient")
+    assert cause(t=1e-6).startswith("the temperature t=1e-06")
+    assert cause(select="hardest", select_fraction=0.05).startswith(
+        "the negatives kept (select hardest, select_fraction 0.05)")
+    assert cause(lr=3.0).startswith("the learning rate lr=3")
