@@ -213,8 +213,9 @@ class _Job:
 
 
 def _collapsed(run_dir: Path) -> bool:
-    """Whether the finished run in ``run_dir`` recorded a collapse of its embedding."""
-    return bool(json.loads((run_dir / "metrics.json").read_text()).get("collapsed"))
+    """Whether the run in ``run_dir`` recorded a collapse of its embedding (False without a record)."""
+    metrics = run_dir / "metrics.json"
+    return metrics.exists() and bool(json.loads(metrics.read_text()).get("collapsed"))
 
 
 def _free_slot(running: list[_Job], width: int) -> int:

@@ -198,3 +198,13 @@ class FakeProcess:
 
     def wait(self, timeout=None):
         return 0
+
+
+def test_a_collapse_is_said_here_even_when_the_runs_lines_go_to_their_logs(runs, capsys):
+    collapsing = config.Config.from_dict({**TINY, "loss": "positives_only", "train_subset": 1024,
+                                          "batch_size": 128})
+    pool.train_all([(collapsing, runs / "s" / "p_s0"), (config.Config.from_dict(TINY), runs / "s" / "m_s0")],
+                   relay=False)
+    said = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in said] == ["p_s0"] and "its embedding collapsed" in said[0]
+    assert "p_s0: new run" in (runs / "s" / "logs" / "p_s0.log").read_text()
