@@ -10,7 +10,7 @@ from matplotlib.ticker import MaxNLocator
 
 from cl import stats
 
-METRIC_LABELS = {"knn_top1": "kNN top-1 (%, monitor bank)", "linear_top1": "linear-probe top-1 (%)",
+METRIC_LABELS = {"knn_top1": "kNN top-1 (%)", "linear_top1": "linear-probe top-1 (%)",
                  "loss": "training loss (nats)", "alignment": "alignment (lower: better aligned)",
                  "uniformity": "uniformity loss (lower: more uniform)",
                  "images_per_second": "training images per second"}
@@ -23,7 +23,7 @@ def metric_label(key: str) -> str:
 
 def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | None = None, axes=None):
     """One panel per metric of ``metrics.json``'s per-epoch rows, one line per run (on ``axes``, one
-    per key, when given)."""
+    per key, when given); an epoch's kNN is the monitor bank's, and its label says so."""
     if axes is None:
         fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
     else:
@@ -32,7 +32,8 @@ def curves(records: dict[str, dict], keys=("loss", "knn_top1"), title: str | Non
         for name, rec in records.items():
             rows = rec["epochs"]
             ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], marker="o", ms=3, label=name)
-        ax.set(xlabel="epoch", ylabel=metric_label(key))
+        label = "kNN top-1 (%, monitor bank)" if key == "knn_top1" else metric_label(key)
+        ax.set(xlabel="epoch", ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)

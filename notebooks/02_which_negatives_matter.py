@@ -277,7 +277,8 @@ points = {family: [(share, name) for share, name, _ in members] for family, memb
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
 for ax, metric in zip(axes, ("knn_top1", "linear_top1")):
     plots.share_curves(seed0, points, table.loc["moco", metric], metric=metric, ax=ax)
-    ax.set_title(f"{metric.replace('_', ' ')} at {stats.plural(base['epochs'], 'epoch')}, seed {seeds[0]} (exploratory)")
+    ax.set_title(f"{metric.replace('_', ' ')} at {stats.plural(base['epochs'], 'epoch')}, seed {seeds[0]} "
+                 f"(exploratory)")
 fig.tight_layout()
 
 # %% [markdown]

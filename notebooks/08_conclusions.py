@@ -187,7 +187,8 @@ display(stats.differences(results, [(name, "moco") for name in [*positives, "pos
 
 # %% tags=["plan"]
 transfer_base = {**base, **transfer, "epochs": 2 * epochs}
-transfer_schedule = f"{stats.plural(2 * epochs, 'epoch')} on classes {transfer['train_classes']} (the same steps)"
+transfer_schedule = (f"{stats.plural(2 * epochs, 'epoch')} on classes {transfer['train_classes']} "
+                     f"(the same steps)")
 transfer_conditions = {"transfer59_moco": {},
                        "transfer59_hardest_5pct": {"select": "hardest", "select_fraction": 0.05},
                        "transfer59_oracle": {"select": "drop_same_class"},

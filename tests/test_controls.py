@@ -43,7 +43,7 @@ def test_the_untrained_control_is_the_seeds_initial_encoder_and_differs_by_seed(
     first, again = controls.evaluate(cfg, "untrained"), controls.evaluate(cfg, "untrained")
     other = controls.evaluate(Config.from_dict({**SMALL, "seed": 1}), "untrained")
     assert first == again and first["knn_top1"] != other["knn_top1"]
-    assert set(first) == {"knn_top1", "linear_top1", "alignment", "uniformity"}
+    assert set(first) == {"knn_top1", "linear_top1", "alignment", "uniformity", "effective_rank"}
     with pytest.raises(ValueError, match="no control 'trained'"):
         controls.evaluate(cfg, "trained")
 

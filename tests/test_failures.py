@@ -358,8 +358,9 @@ def test_a_full_disk_says_so_and_leaves_no_temporary_file(full_at, finished, sma
 @pytest.mark.parametrize("config, message", [
     (None, r"error: no config file .*missing.yaml: give the path of a YAML file"),
     ("", r"error: .*c.yaml is empty"),
-    ("lr: [1\n", r"error: while parsing a flow sequence .* expected ',' or '\]'"),
-    ("epochs: !!python/object/apply:os.system ['echo pwned']\n", r"error: could not determine a constructor"),
+    ("lr: [1\n", r"error: .*c.yaml, line 2: not valid YAML \(expected ',' or '\]'.*\): fix it$"),
+    ("epochs: !!python/object/apply:os.system ['echo pwned']\n",
+     r"error: .*c.yaml, line 1: not valid YAML \(could not determine a constructor"),
     ({**TINY, "lr": -0.1}, r"error: lr must be in \(0, inf\), got -0.1"),
     ({**TINY, "epochs": 1, "lr": 1e5}, r"error: training diverged: .* after epoch 1: lower lr"),
 ])

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from cl import config, losses, metrics, mochi, objectives, run_folder, train
+from cl import cli, config, losses, metrics, mochi, objectives, run_folder, train
 from cl.config import Config, ConfigError
 from cl.run_folder import TrainingDiverged
 
@@ -53,7 +53,7 @@ def test_int_is_accepted_for_a_float_and_stored_as_float():
 def test_yaml_is_read_with_the_safe_loader(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("epochs: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(yaml.YAMLError):
+    with pytest.raises(cli.UserError, match=r"evil.yaml, line 1: not valid YAML \(could not determine a "):
         config.load_config(path)
 
 
