@@ -102,11 +102,6 @@ def placement(cfg: Config) -> Placement:
     return Placement(width, threads_per_run(width), gpus)
 
 
-def workers(cfg: Config) -> int:
-    """How many runs of ``cfg``'s kind train at once (:func:`placement`)."""
-    return placement(cfg).width
-
-
 def train_all(jobs: list[tuple[Config, Path]], notebook: str | list[str | None] | None = None,
               methods: list[str] | None = None, relay: bool = True) -> list[dict]:
     """Train (or reuse) every ``(config, run folder)`` job; their metrics.json contents, in order.

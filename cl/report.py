@@ -108,7 +108,7 @@ def mathjax_url(page: Path) -> str:
 
 def export_html(ipynb: Path, page: Path) -> Path:
     """Export an executed notebook to the HTML file ``page``, its equations typeset by the offline MathJax,
-    each figure with its alternative text (:func:`alt_texts`; nbconvert's templates take none, so they
+    each figure with its alternative text (:func:`figures`; nbconvert's templates take none, so they
     replace its placeholder, and its warning about the placeholder is not shown), its links to the
     other notebooks (``NN_name.ipynb``) pointing at their pages."""
     nb = nbformat.read(ipynb, as_version=4)
@@ -119,24 +119,25 @@ def export_html(ipynb: Path, page: Path) -> Path:
         body, _ = exporter.from_notebook_node(nb)
     finally:
         exporter.log.setLevel(level)
-    for alt in alt_texts(nb):
+    for _, alt, _ in figures(nb):
         body = body.replace(f'alt="{NBCONVERT_ALT}"', f'alt="{html.escape(alt)}"', 1)
     page.write_text(re.sub(r'href="(\d\d_\w+)\.ipynb', r'href="\1.html', body))  # a notebook's link: its page
     return page
 
 
-def alt_texts(nb) -> list[str]:
-    """The alternative text of each figure of ``nb``, in order: the first sentence of the Markdown cell
-    before it, which says what the figure shows."""
-    said, texts = "", []
+def figures(nb) -> list[tuple[str, str, bool]]:
+    """Every figure of ``nb`` in order: its base64 PNG, its alternative text (the first sentence of the
+    Markdown cell before it, which says what the figure shows) and whether its cell is tagged REPORT_TAG."""
+    said, found = "", []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             text = " ".join(line.lstrip("#").strip() for line in cell.source.splitlines()).strip()
             text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text).replace("`", "").replace("**", "")  # plain
             said = re.split(r"(?<=\.)\s", text, maxsplit=1)[0][:200] or said
-        texts += [f"Figure: {said}" for output in cell.get("outputs", [])
-                  if "image/png" in output.get("data", {})]
-    return texts
+        tagged = REPORT_TAG in cell.metadata.get("tags", [])
+        found += [("".join(output["data"]["image/png"].split()), f"Figure: {said}", tagged)
+                  for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
+    return found
 
 
 def write_log(ipynb: Path, log: Path) -> Path:
@@ -171,13 +172,13 @@ def report_path(scale: str) -> Path:
     return cl.RUNS / "report.html" if scale == "cpu" else cl.RUNS / scale / "report.html"
 
 
-def key_figures(ipynb: Path) -> list[str]:
-    """The base64 PNG figures of a notebook's cells tagged REPORT_TAG; with none tagged, its last figure."""
-    cells = nbformat.read(ipynb, as_version=4).cells
-    tagged = [cell for cell in cells if REPORT_TAG in cell.metadata.get("tags", [])]
-    figures = ["".join(output["data"]["image/png"].split()) for cell in (tagged or cells)
-               for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
-    return figures if tagged else figures[-1:]
+def key_figures(nb) -> list[tuple[str, str]]:
+    """A notebook's key figures, (PNG, alternative text) each: those of its cells tagged REPORT_TAG; with
+    no cell tagged, its last figure."""
+    found = figures(nb)
+    if any(REPORT_TAG in cell.metadata.get("tags", []) for cell in nb.cells):
+        return [(png, alt) for png, alt, tagged in found if tagged]
+    return [(png, alt) for png, alt, _ in found[-1:]]
 
 
 def failed(ipynb: Path) -> bool:
@@ -249,17 +250,9 @@ def _notebook_section(scale: str, py: Path, report: Path, page: Path | None, row
 
 def _figures(page: Path) -> str:
     """A notebook's key figures, embedded, each with its alternative text."""
-    nb = nbformat.read(page.with_suffix(".ipynb"), as_version=4)
-    alts = dict(zip(_figure_data(nb), alt_texts(nb)))
-    images = [f'<img alt="{html.escape(alts.get(png, page.stem))}" src="data:image/png;base64,{png}">'
-              for png in key_figures(page.with_suffix(".ipynb"))]
+    images = [f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+              for png, alt in key_figures(nbformat.read(page.with_suffix(".ipynb"), as_version=4))]
     return "".join(images) or '<p class="missing">no figure</p>'
-
-
-def _figure_data(nb) -> list[str]:
-    """The base64 PNG of every figure of ``nb``, in order (as :func:`alt_texts` lists their texts)."""
-    return ["".join(output["data"]["image/png"].split()) for cell in nb.cells
-            for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
 
 
 def _link(report: Path, target: Path, text: str) -> str:

@@ -33,7 +33,11 @@ from cl.progress import say
 
 
 class RunLocked(UserError, RuntimeError):
-    """Another process is training in the run folder."""
+    """Another process is training in the run folder; ``holder`` names it."""
+
+    def __init__(self, message: str, holder: str = "another process"):
+        super().__init__(message)
+        self.holder = holder
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -143,8 +147,9 @@ class RunLock:
                 holder = ""
                 with contextlib.suppress(OSError):
                     holder = self.path.read_text().strip()
-                raise RunLocked(f"{self.run_dir} is in use by {holder or 'another process'}: wait until it "
-                                f"ends, or stop it (the run resumes from its last checkpoint)") from None
+                holder = holder or "another process"
+                raise RunLocked(f"{self.run_dir} is in use by {holder}: wait until it ends, or stop it (the "
+                                f"run resumes from its last checkpoint)", holder) from None
             # the holder before us may have removed the file after we opened it: lock the file that is there
             if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(fd).st_ino:
                 break
@@ -178,8 +183,7 @@ def locked(run_dir: Path, wait: bool = False):
                 break
             if not said:
                 said = True
-                say(f"{run_dir.name}: {str(error).split(': wait')[0].removeprefix(str(run_dir)).strip()}; "
-                    f"waiting for it to end")
+                say(f"{run_dir.name}: in use by {error.holder}; waiting for it to end")
             time.sleep(WAIT_EVERY)
     if distributed():
         shared = [problem]

@@ -49,6 +49,11 @@ from cl.run_folder import finished_run
 PLAN_FILE = "plan.txt"  # in runs/<scale>/notebooks/: the plan as trained (written when it is done)
 
 
+def progress_file(scale: str) -> Path:
+    """Where runs in training write their progress while cl.study draws their bars (:mod:`cl.progress`)."""
+    return cl.RUNS / scale / "notebooks" / ".progress.json"
+
+
 def run_dir(scale: str, name: str) -> Path:
     """Where a training run of a notebook lives."""
     return cl.RUNS / scale / name
@@ -126,7 +131,7 @@ def train_plan(scale: str, only: list[str] | None = None, given: dict | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if launcher == "local":
-        records = _train_here(todo, out_dir / ".progress.json")
+        records = _train_here(todo, progress_file(scale))
     else:
         chosen = launch.executor(launcher, cl.RUNS / scale / "submitit", **slurm)
         records = launch.wait(launch.submit(todo, chosen), todo)
@@ -149,7 +154,7 @@ def _train_here(todo: list[plan.Run], tracked: Path) -> list[dict]:
     with system.environment(**{progress.ENV: str(tracked)}), progress.watch(tracked):
         records = pool.train_all([(run.config, run.run_dir) for run in training],
                                  [run.notebooks[0] for run in training], [run.method for run in training],
-                                 relay=False) if training else []
+                                 relay=False)
     by_name = {run.name: record for run, record in zip(training, records)}
     return [by_name.get(run.name) or controls.computed(run.config, run.control, run.run_dir, run.notebooks[0])
             for run in todo]
@@ -167,7 +172,7 @@ def execute(scale: str, only: list[str] | None = None, given: dict | None = None
         raise ParameterError(f"no notebook {', '.join(unknown)}: use names of "
                              f"{', '.join(py.stem for py in notebooks())}")
     out_dir = cl.RUNS / scale / "notebooks"
-    tracked = out_dir / ".progress.json"
+    tracked = progress_file(scale)
     failed = []
     chosen = [py.stem for py in notebooks() if not only or py.stem in only]
     print(summary.expected_total(scale, chosen), flush=True)

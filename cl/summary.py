@@ -165,8 +165,8 @@ def results_table(scale: str = "cpu", rows: pd.DataFrame | None = None, minutes:
                       f"(params/{scale}/minutes.yaml) |", "| --- | --- | --- |",
                   *[f"| {nb} | {shown(minutes, nb)} | {shown(scratch, nb)} |"
                     for nb in sorted({*minutes, *scratch})],
-                  f"| total | {sum(minutes.values()) if minutes else '—'} | "
-                  f"{sum(scratch.values()) if scratch else '—'} |"]
+                  f"| total | {f'{sum(minutes.values()):.1f}' if minutes else '—'} | "
+                  f"{f'{sum(scratch.values()):.1f}' if scratch else '—'} |"]
     missing = [py.stem for py in notebooks() if py.stem not in minutes]
     if missing:
         lines += ["", f"Not executed at the {scale} scale yet: {', '.join(missing)}. The rows above are "

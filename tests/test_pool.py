@@ -57,7 +57,7 @@ def test_a_run_that_fails_beside_others_is_one_line_and_the_others_finish(runs):
 def test_a_bad_number_of_workers_is_refused(value, monkeypatch):
     monkeypatch.setenv(pool.ENV, value)
     with pytest.raises(cli.UserError, match=rf"NEGATIVES_WORKERS='{value}' is not a number of runs"):
-        pool.workers(config.Config(device="cpu"))
+        pool.placement(config.Config(device="cpu"))
 
 
 def test_one_worker_trains_in_this_process(runs, monkeypatch, capsys):

@@ -212,3 +212,12 @@ def test_an_undefined_interval_is_said_in_words_not_as_nan():
     assert undefined.text() == "+0.25 (no interval: undefined on some of the 45 values)"
     assert undefined.word("above", "below") == "no claim" and "nan" not in undefined.words("a", "b")
     assert stats.Interval(0.25, 0.1, 0.4, 45).text() == "+0.25 [+0.10, +0.40]"
+
+
+def test_the_minutes_total_is_rounded_and_a_missing_column_is_a_dash(tmp_path, monkeypatch):
+    monkeypatch.setattr(cl, "RUNS", tmp_path)
+    monkeypatch.setattr(cl, "PARAMS", tmp_path)  # no minutes.yaml: nothing measured from scratch
+    fake_run(tmp_path, "moco_s0", 80.0)
+    summary.record_minutes("cpu", "01_y", 1.1)
+    summary.record_minutes("cpu", "02_x", 2.2)
+    assert "| total | 3.3 | — |" in summary.results_table("cpu")
